@@ -1,0 +1,11 @@
+//! Wall-clock time as the host records it: milliseconds since the Unix
+//! epoch. Pure policies take time as an argument; only the edges call this.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch (0 if the clock is before 1970).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

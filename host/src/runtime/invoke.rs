@@ -1,0 +1,309 @@
+//! One plugin call: a fresh `Store` and instance with fuel, an epoch
+//! deadline, a memory limiter and an outer timeout; the result classified
+//! into an [`Outcome`] with fuel, duration and peak memory.
+//!
+//! Nothing survives a call: the instance, its memory and its WASI context
+//! are dropped with the `Store`. Only the plugin's kv writes persist.
+
+use super::bindings::{self, exports::hookhost::plugin::handler, hookhost::plugin::types};
+use super::host::{truncate, CallContext, Grants, HostState, LogCapture};
+use super::limits::{Limits, MemoryLimiter};
+use super::outcome::{CallReport, Outcome, TrapKind};
+use super::plugin::Plugin;
+use super::Runtime;
+use crate::kv::Namespace;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// One event as a plugin receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// hookhost's event id.
+    pub id: String,
+    /// Source name.
+    pub source: String,
+    /// Derived kind.
+    pub kind: String,
+    /// Receive time, ms since the Unix epoch.
+    pub received_at_ms: u64,
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// Headers that matter for handling.
+    pub headers: Vec<(String, String)>,
+    /// Raw body.
+    pub body: Vec<u8>,
+}
+
+/// What a plugin may use during one call, besides its own kv namespace.
+#[derive(Debug, Clone, Default)]
+pub struct CallSettings {
+    /// Fuel, deadline, memory and log caps.
+    pub limits: Limits,
+    /// Config values and secrets the operator granted.
+    pub grants: Arc<Grants>,
+}
+
+/// Longest retry/reject message or trap detail kept: a plugin returning a
+/// 4 MiB error string must not bloat every attempt record.
+const MAX_ERROR_BYTES: usize = 4096;
+
+/// Slack on top of the deadline before the outer timeout gives up on the
+/// call future; the epoch deadline normally fires first (within a tick).
+const OUTER_TIMEOUT_GRACE: Duration = Duration::from_millis(500);
+
+/// The store's data: WASI (with no preopens, env, args or network), the
+/// limiter, and the hookhost imports' state.
+pub(crate) struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    pub(crate) host: HostState,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Which export to call.
+pub(crate) enum Export {
+    Describe,
+    Handle(types::Event),
+}
+
+/// What the export returned when it did not trap.
+pub(crate) enum Returned {
+    Info(types::Info),
+    Handled(Result<(), types::Error>),
+}
+
+impl Runtime {
+    /// Deliver one event to one plugin. Never fails: every way a call can
+    /// end is an [`Outcome`] in the report.
+    pub async fn invoke(
+        &self,
+        plugin: &Plugin,
+        settings: &CallSettings,
+        event: &Event,
+    ) -> CallReport {
+        let ctx = CallContext {
+            plugin: Arc::clone(&plugin.name_arc),
+            version: Arc::clone(&plugin.short_version),
+            event_id: event.id.clone(),
+            attempt: event.attempt,
+        };
+        let wit_event = types::Event {
+            id: event.id.clone(),
+            source: event.source.clone(),
+            kind: event.kind.clone(),
+            received_at: event.received_at_ms,
+            attempt: event.attempt,
+            headers: event.headers.clone(),
+            body: event.body.clone(),
+        };
+        let kv = Some(plugin.kv.clone());
+        let (_, report) = self
+            .call(
+                plugin,
+                &settings.limits,
+                Arc::clone(&settings.grants),
+                kv,
+                ctx,
+                Export::Handle(wit_event),
+            )
+            .await;
+        report
+    }
+
+    /// Instantiate `plugin` in a fresh store and call one export.
+    pub(crate) async fn call(
+        &self,
+        plugin: &Plugin,
+        limits: &Limits,
+        grants: Arc<Grants>,
+        kv: Option<Namespace>,
+        ctx: CallContext,
+        export: Export,
+    ) -> (Option<Returned>, CallReport) {
+        let started = Instant::now();
+        let mut store = self.new_store(limits, grants, kv, ctx);
+        let outer = limits.timeout + OUTER_TIMEOUT_GRACE;
+        let result = tokio::time::timeout(outer, run(&plugin.pre, &mut store, export)).await;
+
+        let state = store.data();
+        let (returned, outcome) = match result {
+            Ok(Ok(r)) => {
+                let outcome = match &r {
+                    Returned::Info(_) | Returned::Handled(Ok(())) => Outcome::Ok,
+                    Returned::Handled(Err(types::Error::Retry(m))) => {
+                        Outcome::Retry(truncate(m.clone(), MAX_ERROR_BYTES))
+                    }
+                    Returned::Handled(Err(types::Error::Reject(m))) => {
+                        Outcome::Reject(truncate(m.clone(), MAX_ERROR_BYTES))
+                    }
+                };
+                (Some(r), outcome)
+            }
+            Ok(Err(e)) => (None, classify(&e, &state.limiter, limits)),
+            Err(_elapsed) => (
+                None,
+                Outcome::Trap {
+                    kind: TrapKind::Deadline,
+                    detail: format!("outer timeout: no answer within {outer:?}"),
+                },
+            ),
+        };
+        let fuel_used = match store.get_fuel() {
+            Ok(left) => limits.fuel.saturating_sub(left),
+            Err(_) => 0, // metering off (benchmarks only)
+        };
+        let state = store.into_data();
+        let report = CallReport {
+            outcome,
+            fuel_used,
+            duration: started.elapsed(),
+            peak_memory: state.limiter.peak,
+            logs: state.host.logs.lines,
+            logs_dropped: state.host.logs.dropped,
+        };
+        (returned, report)
+    }
+
+    fn new_store(
+        &self,
+        limits: &Limits,
+        grants: Arc<Grants>,
+        kv: Option<Namespace>,
+        call: CallContext,
+    ) -> Store<CallState> {
+        // The builder's defaults grant nothing (no preopened directories,
+        // no environment, no arguments, stdio to nowhere); network use is
+        // switched off explicitly as well.
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = CallState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(limits.memory_bytes),
+            host: HostState {
+                call,
+                kv,
+                grants,
+                logs: LogCapture::new(limits.log),
+            },
+        };
+        let mut store = Store::new(&self.inner.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        if !self.inner.metering {
+            return store;
+        }
+        // Cannot fail: fuel is enabled on the engine.
+        let _ = store.set_fuel(limits.fuel);
+        // Wake every tick: past the deadline, interrupt (a typed
+        // `Trap::Interrupt`); before it, yield so other tasks run.
+        let deadline = Instant::now() + limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+        store
+    }
+}
+
+async fn run(
+    pre: &bindings::PluginPre<CallState>,
+    store: &mut Store<CallState>,
+    export: Export,
+) -> wasmtime::Result<Returned> {
+    let instance = pre.instantiate_async(&mut *store).await?;
+    let handler: &handler::Guest = instance.hookhost_plugin_handler();
+    Ok(match export {
+        Export::Describe => Returned::Info(handler.call_describe(&mut *store).await?),
+        Export::Handle(event) => Returned::Handled(handler.call_handle(&mut *store, &event).await?),
+    })
+}
+
+/// Classify a trap by what happened, never by its message: a refused
+/// memory grow wins (a Rust guest that cannot allocate aborts with
+/// `unreachable`), then the trap code.
+fn classify(err: &wasmtime::Error, limiter: &MemoryLimiter, limits: &Limits) -> Outcome {
+    let (kind, detail) = if limiter.refused {
+        (
+            TrapKind::Memory,
+            format!(
+                "memory cap of {} bytes reached (peak {} bytes)",
+                limits.memory_bytes, limiter.peak
+            ),
+        )
+    } else {
+        let kind = match err.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => TrapKind::Fuel,
+            Some(Trap::Interrupt) => TrapKind::Deadline,
+            Some(Trap::StackOverflow) => TrapKind::Stack,
+            Some(Trap::UnreachableCodeReached) => TrapKind::Panic,
+            _ => TrapKind::Other,
+        };
+        (kind, format!("{err:#}"))
+    };
+    Outcome::Trap {
+        kind,
+        detail: truncate(detail, MAX_ERROR_BYTES),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_grow_is_memory_whatever_the_trap_says() {
+        let mut limiter = MemoryLimiter::new(1);
+        wasmtime::ResourceLimiter::memory_growing(&mut limiter, 0, 2, None).expect("grow");
+        let err = wasmtime::Error::new(Trap::UnreachableCodeReached);
+        let Outcome::Trap { kind, .. } = classify(&err, &limiter, &Limits::default()) else {
+            panic!("not a trap")
+        };
+        assert_eq!(kind, TrapKind::Memory);
+    }
+
+    #[test]
+    fn trap_codes_map_to_kinds() {
+        let limiter = MemoryLimiter::new(1 << 20);
+        for (trap, kind) in [
+            (Trap::OutOfFuel, TrapKind::Fuel),
+            (Trap::Interrupt, TrapKind::Deadline),
+            (Trap::StackOverflow, TrapKind::Stack),
+            (Trap::UnreachableCodeReached, TrapKind::Panic),
+            (Trap::MemoryOutOfBounds, TrapKind::Other),
+        ] {
+            let err = wasmtime::Error::new(trap);
+            let Outcome::Trap { kind: got, .. } = classify(&err, &limiter, &Limits::default())
+            else {
+                panic!("not a trap")
+            };
+            assert_eq!(got, kind, "{trap:?}");
+        }
+        let host = wasmtime::Error::msg("host failure");
+        assert!(matches!(
+            classify(&host, &limiter, &Limits::default()),
+            Outcome::Trap {
+                kind: TrapKind::Other,
+                ..
+            }
+        ));
+    }
+}

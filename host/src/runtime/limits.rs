@@ -1,0 +1,131 @@
+//! The limits every plugin call runs under, and the memory limiter that
+//! enforces the memory cap and remembers whether it refused a grow.
+
+use std::time::Duration;
+
+/// The limits one plugin runs under. Defaults follow the contract's
+/// `[defaults]` section; the operator overrides them per plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Fuel per call. 1 G units is ~90 ms of a tight loop here and leaves
+    /// interpreted guests (Python ~3.6 M, JS ~7 M units per trivial event)
+    /// ample room; the deadline bounds time for every language alike.
+    pub fuel: u64,
+    /// Wall-clock deadline per call, enforced by epoch interruption.
+    pub timeout: Duration,
+    /// Total linear memory per call, across all memories of the component.
+    pub memory_bytes: usize,
+    /// Caps on what a call may log.
+    pub log: LogLimits,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            fuel: 1_000_000_000,
+            timeout: Duration::from_millis(5000),
+            memory_bytes: 64 << 20,
+            log: LogLimits::default(),
+        }
+    }
+}
+
+/// Caps on what one call may log: a chatty plugin must not flood the
+/// operator's logs or the attempt records that keep its lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLimits {
+    /// Longest message kept, in bytes; longer ones are truncated.
+    pub max_line_bytes: usize,
+    /// Most lines kept per call; later lines are counted, not kept.
+    pub max_lines: usize,
+    /// Most bytes kept per call, all lines together.
+    pub max_total_bytes: usize,
+    /// Most key-value fields per line.
+    pub max_fields: usize,
+}
+
+impl Default for LogLimits {
+    fn default() -> Self {
+        Self {
+            max_line_bytes: 4096,
+            max_lines: 1000,
+            max_total_bytes: 256 * 1024,
+            max_fields: 32,
+        }
+    }
+}
+
+/// Caps linear memory and tables for one call, and records what it refused.
+///
+/// The record is what tells "out of memory" apart from a panic: a Rust guest
+/// whose allocation fails aborts with `unreachable`, exactly like a panic.
+#[derive(Debug)]
+pub(crate) struct MemoryLimiter {
+    max_bytes: usize,
+    /// Bytes of linear memory currently held, all memories together.
+    current: usize,
+    /// The most held at any time during the call.
+    pub(crate) peak: usize,
+    /// Whether a memory grow was refused during this call.
+    pub(crate) refused: bool,
+}
+
+/// Table elements a component may hold: far above what real guests use
+/// (function tables of a few thousand), far below what would hurt the host.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+impl MemoryLimiter {
+    pub(crate) fn new(max_bytes: usize) -> Self {
+        Self {
+            max_bytes,
+            current: 0,
+            peak: 0,
+            refused: false,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let next = self.current - current.min(self.current) + desired;
+        if next > self.max_bytes {
+            self.refused = true;
+            return Ok(false);
+        }
+        self.current = next;
+        self.peak = self.peak.max(next);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn limiter_counts_all_memories_and_records_refusals() {
+        let mut l = MemoryLimiter::new(10);
+        assert!(l.memory_growing(0, 4, None).expect("grow"));
+        assert!(l.memory_growing(0, 4, None).expect("second memory"));
+        assert!(l.memory_growing(4, 6, None).expect("grow first"));
+        assert_eq!((l.current, l.peak, l.refused), (10, 10, false));
+        assert!(!l.memory_growing(6, 7, None).expect("over the cap"));
+        assert!(l.refused);
+        assert_eq!(l.current, 10);
+    }
+}
