@@ -496,3 +496,18 @@ async fn compiled_artifacts_are_cached_and_damaged_ones_replaced() {
         "artifact rewritten"
     );
 }
+
+#[tokio::test]
+async fn plugins_have_no_file_system_environment_or_network() {
+    // Something to find if the sandbox leaked: the host's own environment.
+    assert!(std::env::vars().count() > 0);
+    let h = Harness::new();
+    let probe = h.load("sandbox-probe").await;
+    let r = call(&h, &probe, Limits::default(), &ping()).await;
+    assert_eq!(r.outcome, Outcome::Ok);
+    let f = logged(&r, "probe");
+    for key in ["fs_root", "fs_file", "fs_cwd", "tcp", "udp"] {
+        assert_eq!(field(f, key), "denied", "{key}: {f:?}");
+    }
+    assert_eq!(field(f, "env_vars"), "0");
+}

@@ -251,9 +251,13 @@ mod tests {
     #[test]
     fn headers_tell_components_from_modules_and_garbage() {
         assert!(check_header(b"\0asm\x0d\0\x01\0rest").is_ok());
-        let core = check_header(b"\0asm\x01\0\0\0").unwrap_err().to_string();
+        let core = check_header(b"\0asm\x01\0\0\0")
+            .expect_err("core module")
+            .to_string();
         assert!(core.contains("core WebAssembly module"), "{core}");
-        let junk = check_header(b"hello world").unwrap_err().to_string();
+        let junk = check_header(b"hello world")
+            .expect_err("garbage")
+            .to_string();
         assert!(junk.contains("magic number"), "{junk}");
         assert!(check_header(b"\0as").is_err());
     }
