@@ -16,8 +16,8 @@
 //! `POST /webhooks/{source}` is verified over the raw bytes, appended to the
 //! ingest log and fsynced (the durability point, then `200`), applied into
 //! sled, routed to every subscribed plugin, and run by [`runtime`] with
-//! retries and dead letters on failure. See `../shared/DESIGN.md` in the
-//! project for the contract.
+//! retries and dead letters on failure. Today the crate holds the last step,
+//! the sandbox; ingest, the queue and the admin API are the next modules.
 
 pub mod clock;
 pub mod kv;

@@ -2,6 +2,7 @@
 //! into the library. Nothing here is needed by tests.
 
 use anyhow::Context;
+use std::io::IsTerminal;
 use clap::{Parser, Subcommand};
 use hookhost::kv::{KvLimits, KvStore};
 use hookhost::runtime::{CallSettings, Event, Grants, Limits, Outcome, Runtime, RuntimeConfig};
@@ -68,6 +69,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,cranelift=warn,wasmtime=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
     let tokio = match tokio::runtime::Runtime::new() {
