@@ -7,6 +7,8 @@
 //! - [`runtime`]: where a plugin runs. One wasmtime engine; each call gets a
 //!   fresh instance under fuel, a wall-clock deadline and a memory cap, and
 //!   ends in a typed [`runtime::Outcome`].
+//! - [`journal`]: the ingest journal, where a webhook becomes durable:
+//!   append-only, checksummed, group-committed with one `fdatasync`.
 //! - [`kv`]: the per-plugin key-value namespaces in sled behind the `kv`
 //!   import.
 //! - [`clock`]: wall-clock milliseconds, read only at the edges.
@@ -20,5 +22,6 @@
 //! the sandbox; ingest, the queue and the admin API are the next modules.
 
 pub mod clock;
+pub mod journal;
 pub mod kv;
 pub mod runtime;

@@ -1,0 +1,587 @@
+//! The ingest journal: the durability point of every webhook.
+//!
+//! An append-only log of checksummed records in numbered segment files. One
+//! writer thread owns the files: it takes every append queued since its last
+//! write, writes them in one `write`, calls `fdatasync` once, and only then
+//! answers all of them (group commit). A request gets its `200` after that
+//! answer, never before.
+//!
+//! At start, [`Journal::open`] reads back every record not yet released, so
+//! the caller can apply them into sled; a torn last record (a write cut by a
+//! crash or power loss) fails its checksum and is cut off, keeping every
+//! record before it. Once sled holds the records, [`Journal::release_through`]
+//! deletes the segments they filled.
+//!
+//! This module knows nothing of events or HTTP: records are opaque bytes.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use tokio::sync::{mpsc, oneshot};
+
+/// Record header: payload length (u32), CRC-32 of sequence and payload
+/// (u32), sequence number (u64), all little-endian.
+const HEADER: usize = 16;
+
+/// Largest payload accepted: a 1 MiB body plus headers is far below it, and
+/// a garbage length read back at replay is rejected instead of allocated.
+pub const MAX_RECORD_BYTES: usize = 64 << 20;
+
+/// Where and how the journal writes.
+#[derive(Debug, Clone)]
+pub struct JournalConfig {
+    /// Folder of the segment files.
+    pub dir: PathBuf,
+    /// `fdatasync` every batch. Off only for benchmarks that show what
+    /// durability costs: without it an acknowledged event can be lost.
+    pub sync: bool,
+    /// A segment is closed and a new one started past this size; released
+    /// segments are deleted whole, so this bounds the disk held by applied
+    /// records.
+    pub segment_bytes: u64,
+    /// Appends waiting for the writer; when full, `append` waits (the HTTP
+    /// layer's concurrency limit turns that into backpressure).
+    pub queue: usize,
+    /// Most bytes written per group commit, so one sync never waits on an
+    /// unbounded write.
+    pub max_batch_bytes: usize,
+}
+
+impl JournalConfig {
+    /// Defaults for a journal in `dir`.
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            sync: true,
+            segment_bytes: 64 << 20,
+            queue: 8192,
+            max_batch_bytes: 8 << 20,
+        }
+    }
+}
+
+/// Why the journal failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// Reading, writing or syncing a segment failed.
+    #[error("journal I/O on {path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An earlier write or sync failed: after a failed `fdatasync` the file's
+    /// state is unknown, so the journal refuses further appends until the
+    /// process restarts and replays what is really on disk.
+    #[error("journal is failed after an earlier I/O error; restart to recover")]
+    Failed,
+    /// The writer thread is gone (shutting down).
+    #[error("journal is closed")]
+    Closed,
+    /// A payload over [`MAX_RECORD_BYTES`].
+    #[error("record of {0} bytes exceeds the journal's limit")]
+    TooLarge(usize),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
+    move |source| JournalError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// What [`Journal::open`] found on disk.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// Every intact, unreleased record in order: (sequence, payload).
+    pub records: Vec<(u64, Vec<u8>)>,
+    /// Bytes cut from the end of the last segment (a torn write).
+    pub torn_bytes: u64,
+    /// Segments other than the last that had a bad record: everything
+    /// after it in that segment was skipped. Should never happen; reported
+    /// loudly.
+    pub corrupt_segments: Vec<PathBuf>,
+}
+
+enum Command {
+    Append {
+        payloads: Vec<Vec<u8>>,
+        reply: oneshot::Sender<Result<Range<u64>, JournalError>>,
+    },
+    Release(u64),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Handle to the journal. Cheap to clone; the writer thread stops after
+/// [`Journal::shutdown`].
+#[derive(Clone)]
+pub struct Journal {
+    tx: mpsc::Sender<Command>,
+}
+
+struct Segment {
+    first_seq: u64,
+    path: PathBuf,
+}
+
+fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
+    dir.join(format!("{first_seq:020}.log"))
+}
+
+impl Journal {
+    /// Open (or create) the journal in `config.dir`, read back every
+    /// unreleased record, cut a torn tail, and start the writer thread.
+    pub fn open(config: JournalConfig) -> Result<(Journal, Replay), JournalError> {
+        let dir = config.dir.clone();
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let mut segments = list_segments(&dir)?;
+        let mut replay = Replay::default();
+        let mut next_seq = segments.first().map_or(1, |s| s.first_seq);
+        let last = segments.len().saturating_sub(1);
+        for (i, seg) in segments.iter().enumerate() {
+            let (records, good_len, total_len) = read_segment(&seg.path, seg.first_seq)?;
+            if let Some((seq, _)) = records.last() {
+                next_seq = seq + 1;
+            } else {
+                next_seq = next_seq.max(seg.first_seq);
+            }
+            replay.records.extend(records);
+            if good_len < total_len {
+                if i == last {
+                    // A torn write at the tail: cut it so new records do
+                    // not follow garbage.
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(&seg.path)
+                        .map_err(io_err(&seg.path))?;
+                    f.set_len(good_len).map_err(io_err(&seg.path))?;
+                    f.sync_all().map_err(io_err(&seg.path))?;
+                    replay.torn_bytes = total_len - good_len;
+                } else {
+                    replay.corrupt_segments.push(seg.path.clone());
+                }
+            }
+        }
+
+        // Continue the last segment, or start the first one.
+        let current = match segments.pop() {
+            Some(seg) => seg,
+            None => new_segment(&dir, next_seq)?,
+        };
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&current.path)
+            .map_err(io_err(&current.path))?;
+        let size = file.metadata().map_err(io_err(&current.path))?.len();
+        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let writer = Writer {
+            config,
+            closed: segments,
+            current,
+            file,
+            size,
+            next_seq,
+            failed: false,
+        };
+        std::thread::Builder::new()
+            .name("hookhost-journal".into())
+            .spawn(move || writer.run(rx))
+            .map_err(io_err(&dir))?;
+        Ok((Journal { tx }, replay))
+    }
+
+    /// Append records and wait until they are durable (synced, unless sync
+    /// is off). Returns their sequence numbers, contiguous and increasing.
+    pub async fn append(&self, payloads: Vec<Vec<u8>>) -> Result<Range<u64>, JournalError> {
+        if let Some(p) = payloads.iter().find(|p| p.len() > MAX_RECORD_BYTES) {
+            return Err(JournalError::TooLarge(p.len()));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Append { payloads, reply })
+            .await
+            .map_err(|_| JournalError::Closed)?;
+        rx.await.map_err(|_| JournalError::Closed)?
+    }
+
+    /// Records up to and including `seq` are applied elsewhere: delete the
+    /// closed segments that hold nothing newer.
+    pub async fn release_through(&self, seq: u64) -> Result<(), JournalError> {
+        self.tx
+            .send(Command::Release(seq))
+            .await
+            .map_err(|_| JournalError::Closed)
+    }
+
+    /// Finish every queued append, then stop the writer.
+    pub async fn shutdown(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::Shutdown(reply)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<Segment>, JournalError> {
+    let mut segments = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let path = entry.map_err(io_err(dir))?.path();
+        let first_seq = path
+            .extension()
+            .filter(|e| *e == "log")
+            .and(path.file_stem())
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.parse::<u64>().ok());
+        if let Some(first_seq) = first_seq {
+            segments.push(Segment { first_seq, path });
+        }
+    }
+    segments.sort_by_key(|s| s.first_seq);
+    Ok(segments)
+}
+
+/// Create an empty segment and sync the folder, so the new file's name is
+/// as durable as the records later synced into it.
+fn new_segment(dir: &Path, first_seq: u64) -> Result<Segment, JournalError> {
+    let path = segment_path(dir, first_seq);
+    File::create(&path).map_err(io_err(&path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))?;
+    Ok(Segment { first_seq, path })
+}
+
+fn checksum(seq: u64, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&seq.to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+fn encode(buf: &mut Vec<u8>, seq: u64, payload: &[u8]) {
+    buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&checksum(seq, payload).to_le_bytes());
+    buf.extend_from_slice(&seq.to_le_bytes());
+    buf.extend_from_slice(payload);
+}
+
+/// A segment read back: its intact records, the length of the intact
+/// prefix and the file's length. The two lengths differ when a record is
+/// torn or damaged (everything from it on is left out).
+type SegmentRead = (Vec<(u64, Vec<u8>)>, u64, u64);
+
+fn read_segment(path: &Path, first_seq: u64) -> Result<SegmentRead, JournalError> {
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(io_err(path))?;
+    let mut records = Vec::new();
+    let mut at = 0usize;
+    let mut expect = first_seq;
+    while bytes.len() - at >= HEADER {
+        let h = &bytes[at..at + HEADER];
+        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+        let seq = u64::from_le_bytes([h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]]);
+        if len > MAX_RECORD_BYTES || bytes.len() - at - HEADER < len || seq != expect {
+            break;
+        }
+        let payload = &bytes[at + HEADER..at + HEADER + len];
+        if checksum(seq, payload) != crc {
+            break;
+        }
+        records.push((seq, payload.to_vec()));
+        at += HEADER + len;
+        expect += 1;
+    }
+    Ok((records, at as u64, bytes.len() as u64))
+}
+
+/// The one owner of the segment files.
+struct Writer {
+    config: JournalConfig,
+    /// Closed segments, oldest first.
+    closed: Vec<Segment>,
+    current: Segment,
+    file: File,
+    size: u64,
+    next_seq: u64,
+    failed: bool,
+}
+
+type Reply = oneshot::Sender<Result<Range<u64>, JournalError>>;
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut buf = Vec::with_capacity(1 << 20);
+        while let Some(first) = rx.blocking_recv() {
+            // Everything queued since the last write joins this batch.
+            let mut batch = vec![first];
+            let mut bytes = 0usize;
+            while bytes < self.config.max_batch_bytes {
+                match rx.try_recv() {
+                    Ok(cmd) => {
+                        if let Command::Append { payloads, .. } = &cmd {
+                            bytes += payloads.iter().map(|p| p.len() + HEADER).sum::<usize>();
+                        }
+                        batch.push(cmd);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if !self.commit(batch, &mut buf) {
+                return;
+            }
+        }
+    }
+
+    /// Write one batch with one sync and answer it. `false` on shutdown.
+    fn commit(&mut self, batch: Vec<Command>, buf: &mut Vec<u8>) -> bool {
+        buf.clear();
+        let mut replies: Vec<(Reply, Range<u64>)> = Vec::new();
+        let mut release = None;
+        let mut shutdown = None;
+        for cmd in batch {
+            match cmd {
+                Command::Append { payloads, reply } => {
+                    if self.failed {
+                        let _ = reply.send(Err(JournalError::Failed));
+                        continue;
+                    }
+                    let start = self.next_seq;
+                    for p in &payloads {
+                        encode(buf, self.next_seq, p);
+                        self.next_seq += 1;
+                    }
+                    replies.push((reply, start..self.next_seq));
+                }
+                Command::Release(seq) => release = Some(release.map_or(seq, |r: u64| r.max(seq))),
+                Command::Shutdown(done) => shutdown = Some(done),
+            }
+        }
+        if !buf.is_empty() {
+            let written = self.file.write_all(buf).and_then(|()| {
+                if self.config.sync {
+                    self.file.sync_data()
+                } else {
+                    Ok(())
+                }
+            });
+            match written {
+                Ok(()) => {
+                    self.size += buf.len() as u64;
+                    for (reply, range) in replies {
+                        let _ = reply.send(Ok(range));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(path = %self.current.path.display(), error = %e, "journal write failed; refusing appends until restart");
+                    self.failed = true;
+                    for (reply, _) in replies {
+                        let _ = reply.send(Err(JournalError::Failed));
+                    }
+                }
+            }
+        }
+        if !self.failed && self.size >= self.config.segment_bytes {
+            if let Err(e) = self.roll() {
+                tracing::error!(error = %e, "could not start a new journal segment");
+                self.failed = true;
+            }
+        }
+        if let Some(seq) = release {
+            self.release(seq);
+        }
+        if let Some(done) = shutdown {
+            let _ = done.send(());
+            return false;
+        }
+        true
+    }
+
+    fn roll(&mut self) -> Result<(), JournalError> {
+        let seg = new_segment(&self.config.dir, self.next_seq)?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&seg.path)
+            .map_err(io_err(&seg.path))?;
+        let old = std::mem::replace(&mut self.current, seg);
+        self.closed.push(old);
+        self.file = file;
+        self.size = 0;
+        Ok(())
+    }
+
+    /// Delete closed segments whose records are all `<= seq`: a segment's
+    /// records end where the next one's begin.
+    fn release(&mut self, seq: u64) {
+        while !self.closed.is_empty() {
+            let next_first = self
+                .closed
+                .get(1)
+                .map_or(self.current.first_seq, |s| s.first_seq);
+            if next_first > seq + 1 {
+                break;
+            }
+            let seg = self.closed.remove(0);
+            if let Err(e) = fs::remove_file(&seg.path) {
+                tracing::warn!(path = %seg.path.display(), error = %e, "could not delete a released journal segment");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path) -> JournalConfig {
+        JournalConfig::new(dir.join("journal"))
+    }
+
+    fn payload(i: u64) -> Vec<u8> {
+        format!("event-{i}-{}", "x".repeat((i % 7) as usize)).into_bytes()
+    }
+
+    #[tokio::test]
+    async fn concurrent_appends_are_all_durable_and_replayed_in_order() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (j, replay) = Journal::open(config(dir.path())).expect("open");
+        assert!(replay.records.is_empty());
+        let mut tasks = Vec::new();
+        for t in 0..50u64 {
+            let j = j.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                for i in 0..20 {
+                    let r = j.append(vec![payload(t * 100 + i)]).await.expect("append");
+                    seqs.push((r.start, t * 100 + i));
+                }
+                seqs
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.expect("task"));
+        }
+        j.shutdown().await;
+        all.sort();
+        let seqs: Vec<u64> = all.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, (1..=1000).collect::<Vec<_>>(), "distinct, contiguous");
+
+        let (_j, replay) = Journal::open(config(dir.path())).expect("reopen");
+        assert_eq!(replay.records.len(), 1000);
+        for ((seq, bytes), (s, i)) in replay.records.iter().zip(&all) {
+            assert_eq!(seq, s);
+            assert_eq!(bytes, &payload(*i));
+        }
+        assert_eq!(replay.torn_bytes, 0);
+    }
+
+    #[tokio::test]
+    async fn a_torn_last_record_is_dropped_and_earlier_ones_kept() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (j, _) = Journal::open(config(dir.path())).expect("open");
+        let r = j
+            .append((0..10).map(payload).collect())
+            .await
+            .expect("append");
+        assert_eq!(r, 1..11);
+        j.shutdown().await;
+
+        // A crash mid-write: the next record's header and part of its body.
+        let seg = segment_path(&dir.path().join("journal"), 1);
+        let mut torn = Vec::new();
+        encode(&mut torn, 11, &[7u8; 100]);
+        torn.truncate(HEADER + 20);
+        OpenOptions::new()
+            .append(true)
+            .open(&seg)
+            .and_then(|mut f| f.write_all(&torn))
+            .expect("tear");
+
+        let (j, replay) = Journal::open(config(dir.path())).expect("reopen");
+        assert_eq!(replay.records.len(), 10);
+        assert_eq!(replay.torn_bytes, (HEADER + 20) as u64);
+        assert_eq!(
+            j.append(vec![b"after".to_vec()]).await.expect("append"),
+            11..12
+        );
+        j.shutdown().await;
+        let (_, replay) = Journal::open(config(dir.path())).expect("reopen again");
+        assert_eq!(replay.records.len(), 11);
+        assert_eq!(replay.records[10], (11, b"after".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn a_damaged_byte_fails_the_checksum() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (j, _) = Journal::open(config(dir.path())).expect("open");
+        j.append((0..3).map(payload).collect())
+            .await
+            .expect("append");
+        j.shutdown().await;
+        let seg = segment_path(&dir.path().join("journal"), 1);
+        let mut bytes = fs::read(&seg).expect("read");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        fs::write(&seg, &bytes).expect("write");
+        let (_, replay) = Journal::open(config(dir.path())).expect("reopen");
+        assert_eq!(
+            replay.records.len(),
+            2,
+            "the damaged last record is dropped"
+        );
+        assert!(replay.torn_bytes > 0);
+    }
+
+    #[tokio::test]
+    async fn segments_roll_and_released_ones_are_deleted() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = JournalConfig {
+            segment_bytes: 200,
+            ..config(dir.path())
+        };
+        let (j, _) = Journal::open(cfg.clone()).expect("open");
+        for i in 0..40 {
+            j.append(vec![payload(i)]).await.expect("append");
+        }
+        let count = || list_segments(&cfg.dir).expect("list").len();
+        let before = count();
+        assert!(before > 3, "rolled into {before} segments");
+        j.release_through(20).await.expect("release");
+        j.shutdown().await;
+        assert!(count() < before, "released segments deleted");
+        let (_, replay) = Journal::open(cfg).expect("reopen");
+        let first = replay.records.first().expect("records").0;
+        assert!(first <= 21, "nothing unreleased is lost: starts at {first}");
+        assert_eq!(replay.records.last().expect("last").0, 40);
+        let seqs: Vec<u64> = replay.records.iter().map(|r| r.0).collect();
+        assert_eq!(seqs, (first..=40).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn oversized_records_are_refused_and_sync_can_be_off() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = JournalConfig {
+            sync: false,
+            ..config(dir.path())
+        };
+        let (j, _) = Journal::open(cfg.clone()).expect("open");
+        let err = j
+            .append(vec![vec![0; MAX_RECORD_BYTES + 1]])
+            .await
+            .expect_err("too large");
+        assert!(matches!(err, JournalError::TooLarge(_)));
+        assert_eq!(j.append(vec![b"a".to_vec()]).await.expect("append"), 1..2);
+        j.shutdown().await;
+        assert!(matches!(
+            j.append(vec![b"b".to_vec()]).await,
+            Err(JournalError::Closed)
+        ));
+        assert_eq!(Journal::open(cfg).expect("reopen").1.records.len(), 1);
+    }
+}
