@@ -12,8 +12,28 @@ fn main() {
         .expect("tests/ is inside the workspace")
         .to_path_buf();
     let plugins = root.join("plugins");
-    for watched in ["plugins", "sdk/rust", "wit"] {
+    // Sources only: watching all of plugins/ would include plugins/target,
+    // which this script itself writes.
+    for watched in [
+        "plugins/Cargo.toml",
+        "plugins/Cargo.lock",
+        "sdk/rust",
+        "wit",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    for entry in std::fs::read_dir(&plugins).expect("plugins/").flatten() {
+        let path = entry.path();
+        if path.join("Cargo.toml").exists() {
+            println!(
+                "cargo:rerun-if-changed={}",
+                path.join("Cargo.toml").display()
+            );
+            println!("cargo:rerun-if-changed={}", path.join("src").display());
+            if path.join("wit").exists() {
+                println!("cargo:rerun-if-changed={}", path.join("wit").display());
+            }
+        }
     }
     let target_dir = plugins.join("target");
 

@@ -83,6 +83,13 @@ async fn spin_forever_is_stopped_by_the_deadline_or_by_fuel() {
     };
     let r = call(&h, &spin, ample, &ping()).await;
     assert_eq!(trap_kind(&r), TrapKind::Deadline, "{:?}", r.outcome);
+    let Outcome::Trap { detail, .. } = &r.outcome else {
+        unreachable!()
+    };
+    assert!(
+        !detail.contains("outer timeout"),
+        "the epoch stopped it, not the backstop: {detail}"
+    );
     assert!(r.duration >= Duration::from_millis(200), "{:?}", r.duration);
     assert!(
         r.duration < Duration::from_secs(1),
@@ -180,13 +187,51 @@ async fn log_floods_and_huge_errors_are_capped() {
     let limits = Limits::default();
     let r = call(&h, &flood, limits, &ping()).await;
     assert_eq!(r.outcome, Outcome::Ok);
+    // One 1 MiB line with 100 big fields, then 10,000 short lines.
     assert_eq!(r.logs.len(), limits.log.max_lines);
-    // 10,000 numbered lines plus one 1 MiB line were written.
     assert_eq!(r.logs.len() as u64 + r.logs_dropped, 10_001);
-    assert!(r
+    let big = &r.logs[0];
+    assert!(big.message.starts_with("yyyy"));
+    assert!(
+        big.message.len() < limits.log.max_line_bytes + 64,
+        "{}",
+        big.message.len()
+    );
+    assert!(big.message.ends_with("[truncated from 1048576 bytes]"));
+    assert_eq!(big.fields.len(), limits.log.max_fields);
+    assert!(big
+        .fields
+        .iter()
+        .all(|(k, v)| k.len() < 320 && v.len() < 320));
+    assert_eq!(r.logs[1].message, "line 0");
+
+    // The per-call byte budget stops kept lines too.
+    let tight = Limits {
+        log: hookhost::runtime::LogLimits {
+            max_total_bytes: 30_000,
+            ..limits.log
+        },
+        ..limits
+    };
+    let r = call(&h, &flood, tight, &ping()).await;
+    let kept: usize = r
         .logs
         .iter()
-        .all(|l| l.message.len() <= limits.log.max_line_bytes + 64));
+        .map(|l| {
+            l.message.len()
+                + l.fields
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>()
+        })
+        .sum();
+    assert!(
+        r.logs.len() < 1000 && r.logs.len() > 1,
+        "{} lines kept",
+        r.logs.len()
+    );
+    assert!(kept < 30_000 + 4096 + 64, "{kept} bytes kept");
+    assert_eq!(r.logs.len() as u64 + r.logs_dropped, 10_001);
 
     let huge = event("test", "huge-error", "evt_huge", &json!({}));
     let r = call(&h, &flood, limits, &huge).await;
@@ -203,6 +248,23 @@ async fn log_floods_and_huge_errors_are_capped() {
         "{}",
         &message[message.len() - 40..]
     );
+}
+
+#[tokio::test]
+async fn a_guest_blocked_in_a_host_call_is_ended_by_the_outer_timeout() {
+    let h = Harness::new();
+    let sleeper = h.load("sleeper").await;
+    let limits = Limits {
+        timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let r = call(&h, &sleeper, limits, &ping()).await;
+    assert_eq!(trap_kind(&r), TrapKind::Deadline, "{:?}", r.outcome);
+    let Outcome::Trap { detail, .. } = &r.outcome else {
+        unreachable!()
+    };
+    assert!(detail.contains("outer timeout"), "{detail}");
+    assert!(r.duration < Duration::from_secs(2), "{:?}", r.duration);
 }
 
 #[tokio::test]
@@ -499,11 +561,20 @@ async fn compiled_artifacts_are_cached_and_damaged_ones_replaced() {
 
 #[tokio::test]
 async fn plugins_have_no_file_system_environment_or_network() {
-    // Something to find if the sandbox leaked: the host's own environment.
+    // Something to find if the sandbox leaked: the host's own environment,
+    // and a port that accepts connections.
     assert!(std::env::vars().count() > 0);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = listener.local_addr().expect("addr").port();
     let h = Harness::new();
     let probe = h.load("sandbox-probe").await;
-    let r = call(&h, &probe, Limits::default(), &ping()).await;
+    let mut grants = Grants::default();
+    grants.config.insert("port".into(), port.to_string());
+    let s = CallSettings {
+        limits: Limits::default(),
+        grants: Arc::new(grants),
+    };
+    let r = h.runtime.invoke(&probe, &s, &ping()).await;
     assert_eq!(r.outcome, Outcome::Ok);
     let f = logged(&r, "probe");
     for key in ["fs_root", "fs_file", "fs_cwd", "tcp", "udp"] {

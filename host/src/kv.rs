@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Caps on one namespace. Defaults keep one plugin from filling the disk or
-/// making `keys` listings unbounded.
+/// making `keys` listings unbounded: 100,000 keys of at most 64 KiB is at
+/// most ~6 GiB per plugin, and far more counters or customer states than a
+/// webhook handler keeps; 1,000 keys a page keeps one host call small.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KvLimits {
     /// Longest key in bytes (sled handles more; 512 keeps listings readable).
@@ -54,7 +56,9 @@ pub enum KvError {
 
 impl From<sled::Error> for KvError {
     fn from(e: sled::Error) -> Self {
-        Self::Unavailable(e.to_string())
+        // The plugin gets a generic message: sled's text can name host paths.
+        tracing::error!(error = %e, "plugin key-value store failed");
+        Self::Unavailable("the host's store failed; retry later".into())
     }
 }
 
@@ -73,6 +77,11 @@ struct NamespaceState {
     /// Key count, kept in memory because sled's `len` walks the whole tree.
     /// Counted once when the namespace is first opened.
     keys: AtomicU64,
+    /// Serializes this plugin's writes so the count and the cap stay exact
+    /// under concurrent deliveries. One plugin's writes only: other plugins
+    /// and all reads go on in parallel; held for one sled call, never across
+    /// a guest call.
+    writes: Mutex<()>,
 }
 
 /// One plugin's namespace: the only kv handle a plugin call ever gets.
@@ -100,7 +109,11 @@ impl KvStore {
             None => {
                 let tree = self.db.open_tree(tree_name(plugin))?;
                 let keys = AtomicU64::new(tree.len() as u64);
-                let s = Arc::new(NamespaceState { tree, keys });
+                let s = Arc::new(NamespaceState {
+                    tree,
+                    keys,
+                    writes: Mutex::new(()),
+                });
                 open.insert(plugin.to_owned(), Arc::clone(&s));
                 s
             }
@@ -140,44 +153,28 @@ impl Namespace {
     }
 
     /// Write a key, within the value and key-count caps.
-    ///
-    /// The key count is reserved before the write and corrected after it, so
-    /// concurrent calls of one plugin cannot push it over the cap.
     pub fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
         self.check_key(key)?;
         if value.len() > self.limits.max_value_bytes {
             return Err(KvError::ValueTooLarge(self.limits.max_value_bytes as u64));
         }
+        let _writing = self.state.writes.lock().unwrap_or_else(|p| p.into_inner());
         let keys = &self.state.keys;
-        let existed = self.state.tree.contains_key(key)?;
-        if !existed && keys.fetch_add(1, Ordering::AcqRel) >= self.limits.max_keys {
-            keys.fetch_sub(1, Ordering::AcqRel);
+        let is_new = !self.state.tree.contains_key(key)?;
+        if is_new && keys.load(Ordering::Acquire) >= self.limits.max_keys {
             return Err(KvError::QuotaExceeded(self.limits.max_keys));
         }
-        let old = self.state.tree.insert(key, value);
-        match (existed, old) {
-            (false, Err(e)) => {
-                keys.fetch_sub(1, Ordering::AcqRel);
-                Err(e.into())
-            }
-            (_, Err(e)) => Err(e.into()),
-            // Raced with a concurrent write of the same key: undo the reservation.
-            (false, Ok(Some(_))) => {
-                keys.fetch_sub(1, Ordering::AcqRel);
-                Ok(())
-            }
-            // Raced with a concurrent delete: the key is new after all.
-            (true, Ok(None)) => {
-                keys.fetch_add(1, Ordering::AcqRel);
-                Ok(())
-            }
-            _ => Ok(()),
+        self.state.tree.insert(key, value)?;
+        if is_new {
+            keys.fetch_add(1, Ordering::AcqRel);
         }
+        Ok(())
     }
 
     /// Remove a key; `true` when it existed.
     pub fn delete(&self, key: &str) -> Result<bool, KvError> {
         self.check_key(key)?;
+        let _writing = self.state.writes.lock().unwrap_or_else(|p| p.into_inner());
         let existed = self.state.tree.remove(key)?.is_some();
         if existed {
             self.state.keys.fetch_sub(1, Ordering::AcqRel);
@@ -296,6 +293,35 @@ mod tests {
         assert!(ns.delete("a").expect("delete"));
         ns.set("c", b"1").expect("room again after delete");
         assert_eq!(ns.len(), 2);
+    }
+
+    #[test]
+    fn the_cap_is_exact_under_concurrent_writers() {
+        let kv = store(KvLimits {
+            max_keys: 100,
+            ..KvLimits::default()
+        });
+        let ns = kv.namespace("p").expect("ns");
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let ns = ns.clone();
+                s.spawn(move || {
+                    for i in 0..100 {
+                        let _ = ns.set(&format!("{t}/{i}"), b"1");
+                        let _ = ns.set("shared", b"1");
+                        if i % 10 == 0 {
+                            let _ = ns.delete("shared");
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(ns.len(), 100, "exactly at the cap");
+        assert_eq!(
+            ns.keys("", None, 1000).expect("keys").len(),
+            100,
+            "count matches the tree"
+        );
     }
 
     #[test]

@@ -2,10 +2,10 @@
 //! into the library. Nothing here is needed by tests.
 
 use anyhow::Context;
-use std::io::IsTerminal;
 use clap::{Parser, Subcommand};
 use hookhost::kv::{KvLimits, KvStore};
 use hookhost::runtime::{CallSettings, Event, Grants, Limits, Outcome, Runtime, RuntimeConfig};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -9,6 +9,7 @@
 
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use wasmtime::component::Component;
 use wasmtime::Engine;
@@ -74,13 +75,15 @@ impl ArtifactCache {
         Ok(component)
     }
 
-    /// Write atomically (temp file, then rename) so a crash never leaves a
-    /// half-written artifact under the final name.
-    fn store(&self, path: &Path, component: &Component) -> anyhow::Result<()> {
+    /// Write atomically (a unique temp file, synced, then renamed) so a
+    /// crash or a concurrent load of the same wasm never leaves a partial
+    /// artifact under the final name.
+    fn store(&self, path: &Path, component: &Component) -> wasmtime::Result<()> {
         let bytes = component.serialize()?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, path)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+        tmp.write_all(&bytes)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)?;
         Ok(())
     }
 }

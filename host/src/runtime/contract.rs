@@ -14,6 +14,28 @@ pub const PACKAGE: &str = "hookhost:plugin";
 pub const VERSION: &str = "0.1.0";
 /// The interface a plugin must export.
 const HANDLER: &str = "hookhost:plugin/handler";
+/// The hookhost interfaces a plugin may import.
+const IMPORTS: [&str; 4] = [
+    "hookhost:plugin/log",
+    "hookhost:plugin/kv",
+    "hookhost:plugin/config",
+    "hookhost:plugin/types",
+];
+/// WASI 0.2 packages linked for plugins (language runtimes need them):
+/// every one of them grants nothing (no preopens, env or network).
+const WASI_PACKAGES: [&str; 6] = [
+    "wasi:cli/",
+    "wasi:clocks/",
+    "wasi:filesystem/",
+    "wasi:io/",
+    "wasi:random/",
+    "wasi:sockets/",
+];
+
+/// `package/interface` without its `@version`.
+fn interface(name: &str) -> &str {
+    name.split_once('@').map_or(name, |(n, _)| n)
+}
 
 /// What a plugin must look like, checked on its type only (nothing runs).
 pub(crate) fn check(engine: &Engine, component: &Component) -> Result<(), LoadError> {
@@ -21,7 +43,7 @@ pub(crate) fn check(engine: &Engine, component: &Component) -> Result<(), LoadEr
     let export = ty
         .exports(engine)
         .map(|(name, _)| name.to_owned())
-        .find(|name| name.starts_with(HANDLER));
+        .find(|name| interface(name) == HANDLER);
     let Some(export) = export else {
         return Err(LoadError::NotAPlugin {
             exports: ty.exports(engine).map(|(n, _)| n.to_owned()).collect(),
@@ -29,11 +51,15 @@ pub(crate) fn check(engine: &Engine, component: &Component) -> Result<(), LoadEr
     };
     compatible(&export)?;
     for (name, item) in ty.imports(engine) {
-        if name.starts_with(PACKAGE) {
+        let is_instance = matches!(item.ty, ComponentItem::ComponentInstance(_));
+        if name.starts_with(PACKAGE) && IMPORTS.contains(&interface(name)) && is_instance {
             compatible(name)?;
-        } else if !name.starts_with("wasi:")
-            || !matches!(item.ty, ComponentItem::ComponentInstance(_))
-        {
+        } else if name.starts_with(PACKAGE) {
+            // A hookhost interface this version does not have: most likely
+            // a newer contract.
+            compatible(name)?;
+            return Err(LoadError::UnsupportedImport(name.to_owned()));
+        } else if !(is_instance && WASI_PACKAGES.iter().any(|p| name.starts_with(p))) {
             return Err(LoadError::UnsupportedImport(name.to_owned()));
         }
     }
@@ -63,6 +89,22 @@ fn compatible(name: &str) -> Result<(), LoadError> {
 #[cfg(test)]
 mod tests {
     use super::compatible;
+
+    #[test]
+    fn interfaces_are_compared_without_their_version() {
+        assert_eq!(
+            super::interface("hookhost:plugin/handler@0.1.0"),
+            "hookhost:plugin/handler"
+        );
+        assert_eq!(
+            super::interface("hookhost:plugin/handler-x@0.1.0"),
+            "hookhost:plugin/handler-x"
+        );
+        assert_eq!(
+            super::interface("wasi:cli/environment"),
+            "wasi:cli/environment"
+        );
+    }
 
     #[test]
     fn versions_on_the_same_track_are_compatible() {

@@ -50,6 +50,7 @@ pub(crate) fn build(pool: PoolSize, metering: bool) -> wasmtime::Result<Engine> 
         // small guests (a Rust plugin's 1 MiB stack plus heap) then reuse
         // resident pages instead of faulting them in again on every call.
         .linear_memory_keep_resident(2 << 20)
+        // Tables are small (function references): 64 KiB covers them.
         .table_keep_resident(64 << 10)
         // Where the kernel supports it (Linux 6.7+), reset only the pages a
         // call actually dirtied.
@@ -63,8 +64,9 @@ pub(crate) fn build(pool: PoolSize, metering: bool) -> wasmtime::Result<Engine> 
         // Copy-on-write memory images: instantiation maps the data segments
         // instead of copying them.
         .memory_init_cow(true)
-        // Guest call stack; a deeper recursion traps as `stack`. The async
-        // fiber stack must exceed it (host frames run on it too).
+        // Guest call stack (wasmtime's default): a deeper recursion traps as
+        // `stack`. The async fiber stack must exceed it, since host frames
+        // (WASI, kv, log) run on it too; 2 MiB is wasmtime's default.
         .max_wasm_stack(512 << 10)
         .async_stack_size(2 << 20);
     Engine::new(&c)

@@ -85,7 +85,8 @@ pub(crate) fn truncate(mut s: String, max: usize) -> String {
     s
 }
 
-/// Longest field key or value kept in a log line.
+/// Longest field key or value kept in a log line: fields are for ids and
+/// counts; text belongs in the message.
 const MAX_FIELD_BYTES: usize = 256;
 
 impl types::Host for HostState {}
@@ -135,7 +136,9 @@ fn emit(call: &CallContext, level: LogLevel, message: &str, fields: &[(String, S
                 event_id = %call.event_id,
                 attempt = call.attempt,
                 fields = ?fields,
-                "{message}"
+                // Debug-quoted: a plugin's `\n` must not forge a host log line.
+                message = ?message,
+                "plugin log"
             )
         };
     }

@@ -50,6 +50,13 @@ pub struct CallSettings {
 /// 4 MiB error string must not bloat every attempt record.
 const MAX_ERROR_BYTES: usize = 4096;
 
+/// Most bytes a guest may hand the host in one import call or one export
+/// result (wasmtime's default is 128 MiB). It must fit a 64 KiB kv value
+/// and a whole `keys` page; 8 MiB bounds what a hostile plugin can make the
+/// host allocate per call, before the finer caps (log lines, error text)
+/// cut it down.
+const HOSTCALL_BYTES: usize = 8 << 20;
+
 /// Slack on top of the deadline before the outer timeout gives up on the
 /// call future; the epoch deadline normally fires first (within a tick).
 const OUTER_TIMEOUT_GRACE: Duration = Duration::from_millis(500);
@@ -139,18 +146,13 @@ impl Runtime {
 
         let state = store.data();
         let (returned, outcome) = match result {
-            Ok(Ok(r)) => {
-                let outcome = match &r {
-                    Returned::Info(_) | Returned::Handled(Ok(())) => Outcome::Ok,
-                    Returned::Handled(Err(types::Error::Retry(m))) => {
-                        Outcome::Retry(truncate(m.clone(), MAX_ERROR_BYTES))
-                    }
-                    Returned::Handled(Err(types::Error::Reject(m))) => {
-                        Outcome::Reject(truncate(m.clone(), MAX_ERROR_BYTES))
-                    }
-                };
-                (Some(r), outcome)
+            Ok(Ok(Returned::Handled(Err(types::Error::Retry(m))))) => {
+                (None, Outcome::Retry(truncate(m, MAX_ERROR_BYTES)))
             }
+            Ok(Ok(Returned::Handled(Err(types::Error::Reject(m))))) => {
+                (None, Outcome::Reject(truncate(m, MAX_ERROR_BYTES)))
+            }
+            Ok(Ok(r)) => (Some(r), Outcome::Ok),
             Ok(Err(e)) => (None, classify(&e, &state.limiter, limits)),
             Err(_elapsed) => (
                 None,
@@ -204,6 +206,7 @@ impl Runtime {
         };
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|s| &mut s.limiter);
+        store.set_hostcall_fuel(HOSTCALL_BYTES);
         if !self.inner.metering {
             return store;
         }
@@ -237,27 +240,24 @@ async fn run(
     })
 }
 
-/// Classify a trap by what happened, never by its message: a refused
-/// memory grow wins (a Rust guest that cannot allocate aborts with
-/// `unreachable`), then the trap code.
+/// Classify a trap by what happened, never by its message. Fuel, deadline
+/// and stack traps are what they say. Any other trap after a refused memory
+/// grow is `memory`: a Rust guest that cannot allocate aborts with
+/// `unreachable`, exactly like a panic.
 fn classify(err: &wasmtime::Error, limiter: &MemoryLimiter, limits: &Limits) -> Outcome {
-    let (kind, detail) = if limiter.refused {
-        (
+    let (kind, detail) = match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => (TrapKind::Fuel, format!("{err:#}")),
+        Some(Trap::Interrupt) => (TrapKind::Deadline, format!("{err:#}")),
+        Some(Trap::StackOverflow) => (TrapKind::Stack, format!("{err:#}")),
+        _ if limiter.refused => (
             TrapKind::Memory,
             format!(
                 "memory cap of {} bytes reached (peak {} bytes)",
                 limits.memory_bytes, limiter.peak
             ),
-        )
-    } else {
-        let kind = match err.downcast_ref::<Trap>() {
-            Some(Trap::OutOfFuel) => TrapKind::Fuel,
-            Some(Trap::Interrupt) => TrapKind::Deadline,
-            Some(Trap::StackOverflow) => TrapKind::Stack,
-            Some(Trap::UnreachableCodeReached) => TrapKind::Panic,
-            _ => TrapKind::Other,
-        };
-        (kind, format!("{err:#}"))
+        ),
+        Some(Trap::UnreachableCodeReached) => (TrapKind::Panic, format!("{err:#}")),
+        _ => (TrapKind::Other, format!("{err:#}")),
     };
     Outcome::Trap {
         kind,
@@ -270,14 +270,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_refused_grow_is_memory_whatever_the_trap_says() {
+    fn a_refused_grow_turns_an_abort_into_memory_but_not_a_limit_trap() {
         let mut limiter = MemoryLimiter::new(1);
         wasmtime::ResourceLimiter::memory_growing(&mut limiter, 0, 2, None).expect("grow");
-        let err = wasmtime::Error::new(Trap::UnreachableCodeReached);
-        let Outcome::Trap { kind, .. } = classify(&err, &limiter, &Limits::default()) else {
-            panic!("not a trap")
+        let kind = |trap: Trap| match classify(
+            &wasmtime::Error::new(trap),
+            &limiter,
+            &Limits::default(),
+        ) {
+            Outcome::Trap { kind, .. } => kind,
+            other => panic!("not a trap: {other:?}"),
         };
-        assert_eq!(kind, TrapKind::Memory);
+        assert_eq!(kind(Trap::UnreachableCodeReached), TrapKind::Memory);
+        assert_eq!(kind(Trap::MemoryOutOfBounds), TrapKind::Memory);
+        // A guest that survived a refused grow and then spun is `deadline`.
+        assert_eq!(kind(Trap::Interrupt), TrapKind::Deadline);
+        assert_eq!(kind(Trap::OutOfFuel), TrapKind::Fuel);
     }
 
     #[test]

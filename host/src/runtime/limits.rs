@@ -34,13 +34,16 @@ impl Default for Limits {
 /// operator's logs or the attempt records that keep its lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogLimits {
-    /// Longest message kept, in bytes; longer ones are truncated.
+    /// Longest message kept, in bytes; longer ones are truncated. 4 KiB fits
+    /// any useful message and a stack trace's first lines.
     pub max_line_bytes: usize,
-    /// Most lines kept per call; later lines are counted, not kept.
+    /// Most lines kept per call; later lines are counted, not kept. Every
+    /// kept line is stored with the attempt and shown in the admin API.
     pub max_lines: usize,
-    /// Most bytes kept per call, all lines together.
+    /// Most bytes kept per call, all lines together: bounds one attempt's
+    /// record whatever the mix of line counts and lengths.
     pub max_total_bytes: usize,
-    /// Most key-value fields per line.
+    /// Most key-value fields per line (a structured line rarely needs ten).
     pub max_fields: usize,
 }
 
@@ -68,6 +71,9 @@ pub(crate) struct MemoryLimiter {
     pub(crate) peak: usize,
     /// Whether a memory grow was refused during this call.
     pub(crate) refused: bool,
+    /// `(current, peak)` before the last approved grow: wasmtime may still
+    /// fail a grow it asked us about, and then it must not count.
+    before_last_grant: Option<(usize, usize)>,
 }
 
 /// Table elements a component may hold: far above what real guests use
@@ -81,6 +87,7 @@ impl MemoryLimiter {
             current: 0,
             peak: 0,
             refused: false,
+            before_last_grant: None,
         }
     }
 }
@@ -92,14 +99,33 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let next = self.current - current.min(self.current) + desired;
-        if next > self.max_bytes {
+        // `desired` comes from the guest (a 64-bit `memory.grow` can ask for
+        // nearly `usize::MAX`): checked arithmetic, never wrapping.
+        let next = self
+            .current
+            .checked_sub(current)
+            .and_then(|others| others.checked_add(desired))
+            .filter(|&n| desired <= self.max_bytes && n <= self.max_bytes);
+        let Some(next) = next else {
             self.refused = true;
             return Ok(false);
-        }
+        };
+        self.before_last_grant = Some((self.current, self.peak));
         self.current = next;
         self.peak = self.peak.max(next);
         Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        // Approved, but wasmtime could not grow it (the pool slot is full):
+        // the bytes were never handed out. The guest sees `memory.grow`
+        // return -1, as for a refusal.
+        if let Some((current, peak)) = self.before_last_grant.take() {
+            self.current = current;
+            self.peak = peak;
+        }
+        self.refused = true;
+        Ok(())
     }
 
     fn table_growing(
@@ -127,5 +153,30 @@ mod tests {
         assert!(!l.memory_growing(6, 7, None).expect("over the cap"));
         assert!(l.refused);
         assert_eq!(l.current, 10);
+    }
+
+    #[test]
+    fn huge_requests_are_refused_without_overflow() {
+        let mut l = MemoryLimiter::new(1 << 20);
+        assert!(l.memory_growing(0, 1 << 16, None).expect("grow"));
+        assert!(!l
+            .memory_growing(1 << 16, usize::MAX - 65535, None)
+            .expect("huge"));
+        // An inconsistent `current` larger than what we hold is refused too.
+        assert!(!l.memory_growing(usize::MAX, 1, None).expect("odd current"));
+        assert_eq!(l.current, 1 << 16, "nothing was counted down");
+    }
+
+    #[test]
+    fn a_failed_grow_is_taken_back() {
+        let mut l = MemoryLimiter::new(100);
+        assert!(l.memory_growing(0, 10, None).expect("grow"));
+        assert!(l.memory_growing(10, 60, None).expect("grow"));
+        l.memory_grow_failed(wasmtime::Error::msg("pool slot full"))
+            .expect("failed");
+        assert_eq!((l.current, l.peak), (10, 10));
+        assert!(l
+            .memory_growing(10, 100, None)
+            .expect("the full cap is still there"));
     }
 }

@@ -100,9 +100,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// Longest plugin name: it appears in URLs, metrics labels and log lines.
+const MAX_NAME_BYTES: usize = 64;
+
 fn check_name(name: &str) -> Result<(), LoadError> {
     let ok = !name.is_empty()
-        && name.len() <= 64
+        && name.len() <= MAX_NAME_BYTES
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
@@ -137,10 +140,30 @@ fn check_header(wasm: &[u8]) -> Result<(), LoadError> {
     }
 }
 
-/// Patterns are `*` or `source:kind` (each side may use `*`).
-fn check_subscriptions(subs: &[String]) -> Result<(), LoadError> {
+/// Longest declared name or version kept: they are labels in the admin API.
+const MAX_LABEL_BYTES: usize = 128;
+/// Most subscription patterns, and the longest: a plugin interested in more
+/// should subscribe to `source:*` and filter.
+const MAX_SUBSCRIPTIONS: usize = 64;
+const MAX_PATTERN_BYTES: usize = 256;
+
+/// `describe()` output within bounds: patterns are `*` or `source:kind`
+/// (each side may use `*`).
+fn check_info(info: &PluginInfo) -> Result<(), LoadError> {
+    let subs = &info.subscriptions;
+    if info.declared_name.len() > MAX_LABEL_BYTES || info.declared_version.len() > MAX_LABEL_BYTES {
+        return Err(LoadError::Describe(format!(
+            "declared name and version must be at most {MAX_LABEL_BYTES} bytes"
+        )));
+    }
+    if subs.len() > MAX_SUBSCRIPTIONS {
+        return Err(LoadError::Describe(format!(
+            "{} subscriptions; at most {MAX_SUBSCRIPTIONS} are allowed",
+            subs.len()
+        )));
+    }
     for s in subs {
-        if s.is_empty() || s.len() > 256 || (s != "*" && !s.contains(':')) {
+        if s.is_empty() || s.len() > MAX_PATTERN_BYTES || (s != "*" && !s.contains(':')) {
             return Err(LoadError::Describe(format!(
                 "invalid subscription {s:?}: use `*` or `source:kind` patterns"
             )));
@@ -178,7 +201,7 @@ impl Runtime {
             kv,
         };
         plugin.info = self.describe(&plugin).await?;
-        check_subscriptions(&plugin.info.subscriptions)?;
+        check_info(&plugin.info)?;
         Ok(Arc::new(plugin))
     }
 
@@ -264,8 +287,14 @@ mod tests {
 
     #[test]
     fn subscriptions_are_patterns() {
-        let ok =
-            |s: &[&str]| check_subscriptions(&s.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let ok = |s: &[&str]| {
+            check_info(&PluginInfo {
+                declared_name: "p".into(),
+                declared_version: "1".into(),
+                subscriptions: s.iter().map(|s| s.to_string()).collect(),
+            })
+        };
+        assert!(ok(&vec!["a:*"; MAX_SUBSCRIPTIONS + 1]).is_err());
         assert!(ok(&["*", "github:*", "stripe:invoice.*"]).is_ok());
         assert!(ok(&["github"]).is_err());
         assert!(ok(&[""]).is_err());

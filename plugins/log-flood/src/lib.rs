@@ -1,6 +1,7 @@
 //! `log-flood`: a test fixture that writes far more log than hookhost allows
-//! (10,000 lines, then one 1 MiB line), or, for kind `huge-error`, returns a
-//! 4 MiB error message, so hookhost's tests prove log and error caps hold.
+//! (one 1 MiB line with 100 fields of 1 KiB keys and values, then 10,000
+//! short lines), or, for kind `huge-error`, returns a 4 MiB error message,
+//! so hookhost's tests prove log and error caps hold.
 
 use hookhost_sdk::{export, log, Error, Event, Handler, Info};
 
@@ -15,11 +16,16 @@ impl Handler for LogFlood {
         if event.kind == "huge-error" {
             return Err(Error::retry("x".repeat(4 << 20)));
         }
+        let big_key = "k".repeat(1024);
+        let big_value = "v".repeat(1024);
+        let fields: Vec<(&str, &str)> = (0..100)
+            .map(|_| (big_key.as_str(), big_value.as_str()))
+            .collect();
+        log::info(&"y".repeat(1 << 20), &fields);
         for i in 0..10_000 {
             let i = i.to_string();
             log::info(&format!("line {i}"), &[("i", &i)]);
         }
-        log::info(&"y".repeat(1 << 20), &[]);
         Ok(())
     }
 }

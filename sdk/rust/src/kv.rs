@@ -20,6 +20,8 @@ pub enum KvError {
     Unavailable(String),
     /// A stored value was not of the type asked for.
     Decode(String),
+    /// A value could not be encoded for storing.
+    Encode(String),
 }
 
 impl From<wit::KvError> for KvError {
@@ -41,6 +43,7 @@ impl fmt::Display for KvError {
             Self::QuotaExceeded(n) => write!(f, "namespace full ({n} keys)"),
             Self::Unavailable(m) => write!(f, "store unavailable: {m}"),
             Self::Decode(m) => write!(f, "stored value has the wrong type: {m}"),
+            Self::Encode(m) => write!(f, "value cannot be encoded: {m}"),
         }
     }
 }
@@ -117,7 +120,7 @@ pub fn get_json<T: serde::de::DeserializeOwned>(key: &str) -> Result<Option<T>, 
 
 /// Write a key as JSON.
 pub fn set_json<T: serde::Serialize>(key: &str, value: &T) -> Result<(), KvError> {
-    let bytes = serde_json::to_vec(value).map_err(|e| KvError::Decode(e.to_string()))?;
+    let bytes = serde_json::to_vec(value).map_err(|e| KvError::Encode(e.to_string()))?;
     set(key, &bytes)
 }
 
