@@ -11,6 +11,9 @@
 //!   append-only, checksummed, group-committed with one `fdatasync`.
 //! - [`kv`]: the per-plugin key-value namespaces in sled behind the `kv`
 //!   import.
+//! - [`verify`]: signature schemes (Standard Webhooks, GitHub, Stripe,
+//!   Shopify, Slack, generic HMAC) checked over the raw bytes in constant
+//!   time, with rotation and timestamp tolerance. Pure functions.
 //! - [`clock`]: wall-clock milliseconds, read only at the edges.
 //!
 //! # Flow of one webhook
@@ -25,3 +28,4 @@ pub mod clock;
 pub mod journal;
 pub mod kv;
 pub mod runtime;
+pub mod verify;
