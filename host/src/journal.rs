@@ -24,9 +24,10 @@ use tokio::sync::{mpsc, oneshot};
 /// (u32), sequence number (u64), all little-endian.
 const HEADER: usize = 16;
 
-/// Largest payload accepted: a 1 MiB body plus headers is far below it, and
-/// a garbage length read back at replay is rejected instead of allocated.
-pub const MAX_RECORD_BYTES: usize = 64 << 20;
+/// Largest payload accepted: the largest body a source may allow (64 MiB)
+/// plus room for the event's headers and labels. A garbage length read back
+/// at replay is rejected instead of allocated.
+pub const MAX_RECORD_BYTES: usize = (64 << 20) + (1 << 20);
 
 /// Where and how the journal writes.
 #[derive(Debug, Clone)]
@@ -104,6 +105,9 @@ pub struct Replay {
     /// after it in that segment was skipped. Should never happen; reported
     /// loudly.
     pub corrupt_segments: Vec<PathBuf>,
+    /// The sequence the next append gets: everything before it is either
+    /// in `records` or was released earlier.
+    pub next_seq: u64,
 }
 
 enum Command {
@@ -166,6 +170,7 @@ impl Journal {
             }
         }
 
+        replay.next_seq = next_seq;
         // Continue the last segment, or start the first one.
         let current = match segments.pop() {
             Some(seg) => seg,

@@ -1,0 +1,405 @@
+//! Which event a verified request is: the provider's id for it (the dedupe
+//! key) and its kind, per the contract's scheme table, and the split of a
+//! batched payload into one event per element.
+//!
+//! Pure functions over headers and raw bytes. Verification has already
+//! happened; nothing here re-encodes the body: split elements are byte-exact
+//! slices of the original.
+
+use crate::verify::Scheme;
+use http::{HeaderMap, HeaderName};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// Longest provider id or kind accepted: real ones are under 100 bytes; a
+/// bound keeps dedupe keys and routing patterns cheap.
+pub const MAX_LABEL_BYTES: usize = 256;
+
+/// The kind of an event with nothing better to go on.
+const DEFAULT_KIND: &str = "webhook";
+
+/// What identifies an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The provider's id for it: the dedupe key within its source.
+    pub provider_id: String,
+    /// `source:kind` routing uses this.
+    pub kind: String,
+}
+
+/// Why a request does not identify an event: all are the client's mistake
+/// (400).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IdentifyError {
+    /// A header the scheme takes the id or kind from is missing.
+    #[error("missing header {0}")]
+    MissingHeader(String),
+    /// A header value is not usable text, or too long.
+    #[error("malformed header {0}")]
+    MalformedHeader(String),
+    /// The scheme needs a JSON body and this is not one.
+    #[error("body is not JSON: {0}")]
+    NotJson(String),
+    /// The JSON lacks a field the scheme takes the id or kind from.
+    #[error("body has no string field `{0}`")]
+    MissingField(&'static str),
+    /// An id or kind longer than [`MAX_LABEL_BYTES`].
+    #[error("{0} is longer than 256 bytes")]
+    TooLong(&'static str),
+    /// `split` points at something that is not a JSON array.
+    #[error("split: {0}")]
+    Split(String),
+}
+
+/// Where the generic `hmac` and `none` schemes read the id and kind.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderRules {
+    /// Header with the provider's id (default `X-Webhook-Id`).
+    pub id_header: Option<HeaderName>,
+    /// Header with the kind (no default: then the body's `type`).
+    pub kind_header: Option<HeaderName>,
+}
+
+/// The id and kind of one request, per the scheme table in DESIGN.md.
+pub fn identify(
+    scheme: &Scheme,
+    rules: &HeaderRules,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Identity, IdentifyError> {
+    let (provider_id, kind) = match scheme {
+        Scheme::Standard => (
+            required(headers, "webhook-id")?,
+            json_type(body).unwrap_or_else(|| DEFAULT_KIND.into()),
+        ),
+        Scheme::Github => {
+            let event = required(headers, "x-github-event")?;
+            let kind = match json(body).ok().and_then(|v| str_at(&v, "/action")) {
+                Some(action) => format!("{event}.{action}"),
+                None => event,
+            };
+            (required(headers, "x-github-delivery")?, kind)
+        }
+        Scheme::Stripe => {
+            let v = json(body)?;
+            (
+                str_at(&v, "/id").ok_or(IdentifyError::MissingField("id"))?,
+                str_at(&v, "/type").ok_or(IdentifyError::MissingField("type"))?,
+            )
+        }
+        Scheme::Shopify => (
+            required(headers, "x-shopify-webhook-id")?,
+            required(headers, "x-shopify-topic")?,
+        ),
+        Scheme::Slack => {
+            let v = json(body).ok();
+            let id = v.as_ref().and_then(|v| str_at(v, "/event_id"));
+            let kind = v
+                .as_ref()
+                .and_then(|v| str_at(v, "/event/type").or_else(|| str_at(v, "/type")));
+            (
+                id.unwrap_or_else(|| sha256_hex(body)),
+                kind.unwrap_or_else(|| DEFAULT_KIND.into()),
+            )
+        }
+        Scheme::Hmac { .. } | Scheme::None => {
+            let id_header = rules
+                .id_header
+                .clone()
+                .unwrap_or(HeaderName::from_static("x-webhook-id"));
+            let id = optional(headers, id_header.as_str())?.unwrap_or_else(|| sha256_hex(body));
+            let from_header = match &rules.kind_header {
+                Some(h) => optional(headers, h.as_str())?,
+                None => None,
+            };
+            let kind = from_header
+                .or_else(|| json_type(body))
+                .unwrap_or_else(|| DEFAULT_KIND.into());
+            (id, kind)
+        }
+    };
+    bounded(Identity { provider_id, kind })
+}
+
+/// Split a batched payload: the array at JSON pointer `pointer` (`""` for a
+/// top-level array) becomes one event per element, whose provider id is
+/// `{request id}:{index}` and whose kind is the element's `type` when it
+/// has one, else the request's kind. Bodies are the elements' exact bytes.
+pub fn split(
+    request: &Identity,
+    body: &[u8],
+    pointer: &str,
+) -> Result<Vec<(Identity, Vec<u8>)>, IdentifyError> {
+    let mut here: &RawValue =
+        serde_json::from_slice(body).map_err(|e| IdentifyError::NotJson(e.to_string()))?;
+    for token in pointer.split('/').skip(1) {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        let missing = || IdentifyError::Split(format!("nothing at {pointer:?}"));
+        here = if here.get().trim_start().starts_with('[') {
+            let items: Vec<&RawValue> = serde_json::from_str(here.get()).map_err(|_| missing())?;
+            let i: usize = token.parse().map_err(|_| missing())?;
+            *items.get(i).ok_or_else(missing)?
+        } else {
+            let fields: BTreeMap<String, &RawValue> =
+                serde_json::from_str(here.get()).map_err(|_| missing())?;
+            *fields.get(&token).ok_or_else(missing)?
+        };
+    }
+    let items: Vec<&RawValue> = serde_json::from_str(here.get())
+        .map_err(|_| IdentifyError::Split(format!("{pointer:?} is not an array")))?;
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let bytes = item.get().as_bytes().to_vec();
+            let identity = bounded(Identity {
+                provider_id: format!("{}:{i}", request.provider_id),
+                kind: json_type(&bytes).unwrap_or_else(|| request.kind.clone()),
+            })?;
+            Ok((identity, bytes))
+        })
+        .collect()
+}
+
+fn bounded(identity: Identity) -> Result<Identity, IdentifyError> {
+    if identity.provider_id.len() > MAX_LABEL_BYTES {
+        return Err(IdentifyError::TooLong("event id"));
+    }
+    if identity.kind.len() > MAX_LABEL_BYTES {
+        return Err(IdentifyError::TooLong("event kind"));
+    }
+    Ok(identity)
+}
+
+fn optional(headers: &HeaderMap, name: &str) -> Result<Option<String>, IdentifyError> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => {
+            let text = v
+                .to_str()
+                .map_err(|_| IdentifyError::MalformedHeader(name.to_owned()))?
+                .trim();
+            Ok((!text.is_empty()).then(|| text.to_owned()))
+        }
+    }
+}
+
+fn required(headers: &HeaderMap, name: &str) -> Result<String, IdentifyError> {
+    optional(headers, name)?.ok_or_else(|| IdentifyError::MissingHeader(name.to_owned()))
+}
+
+fn json(body: &[u8]) -> Result<serde_json::Value, IdentifyError> {
+    serde_json::from_slice(body).map_err(|e| IdentifyError::NotJson(e.to_string()))
+}
+
+fn str_at(v: &serde_json::Value, pointer: &str) -> Option<String> {
+    v.pointer(pointer)?.as_str().map(str::to_owned)
+}
+
+/// The body's top-level `type`, when the body is a JSON object with one.
+fn json_type(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+    }
+    serde_json::from_slice::<Typed>(body).ok()?.kind
+}
+
+fn sha256_hex(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().expect("header value"));
+        }
+        h
+    }
+
+    fn id(
+        scheme: Scheme,
+        h: &[(&'static str, &str)],
+        body: &str,
+    ) -> Result<Identity, IdentifyError> {
+        identify(
+            &scheme,
+            &HeaderRules::default(),
+            &headers(h),
+            body.as_bytes(),
+        )
+    }
+
+    fn ok(provider_id: &str, kind: &str) -> Result<Identity, IdentifyError> {
+        Ok(Identity {
+            provider_id: provider_id.into(),
+            kind: kind.into(),
+        })
+    }
+
+    #[test]
+    fn the_contract_table() {
+        let body_hash = sha256_hex(b"token=x");
+        let cases: Vec<(
+            Result<Identity, IdentifyError>,
+            Result<Identity, IdentifyError>,
+        )> = vec![
+            (
+                id(
+                    Scheme::Standard,
+                    &[("webhook-id", "msg_1")],
+                    r#"{"type":"user.created"}"#,
+                ),
+                ok("msg_1", "user.created"),
+            ),
+            (
+                id(Scheme::Standard, &[("webhook-id", "msg_1")], "not json"),
+                ok("msg_1", "webhook"),
+            ),
+            (
+                id(Scheme::Standard, &[], "{}"),
+                Err(IdentifyError::MissingHeader("webhook-id".into())),
+            ),
+            (
+                id(
+                    Scheme::Github,
+                    &[("x-github-delivery", "d1"), ("x-github-event", "issues")],
+                    r#"{"action":"opened"}"#,
+                ),
+                ok("d1", "issues.opened"),
+            ),
+            (
+                id(
+                    Scheme::Github,
+                    &[("x-github-delivery", "d2"), ("x-github-event", "ping")],
+                    "{}",
+                ),
+                ok("d2", "ping"),
+            ),
+            (
+                id(Scheme::Github, &[("x-github-event", "ping")], "{}"),
+                Err(IdentifyError::MissingHeader("x-github-delivery".into())),
+            ),
+            (
+                id(
+                    Scheme::Stripe,
+                    &[],
+                    r#"{"id":"evt_1","type":"invoice.paid"}"#,
+                ),
+                ok("evt_1", "invoice.paid"),
+            ),
+            (
+                id(Scheme::Stripe, &[], r#"{"type":"invoice.paid"}"#),
+                Err(IdentifyError::MissingField("id")),
+            ),
+            (
+                id(
+                    Scheme::Shopify,
+                    &[
+                        ("x-shopify-webhook-id", "s1"),
+                        ("x-shopify-topic", "orders/create"),
+                    ],
+                    "{}",
+                ),
+                ok("s1", "orders/create"),
+            ),
+            (
+                id(
+                    Scheme::Slack,
+                    &[],
+                    r#"{"event_id":"Ev1","type":"event_callback","event":{"type":"message"}}"#,
+                ),
+                ok("Ev1", "message"),
+            ),
+            (id(Scheme::Slack, &[], "token=x"), ok(&body_hash, "webhook")),
+            (
+                id(Scheme::None, &[("x-webhook-id", "h1")], r#"{"type":"t"}"#),
+                ok("h1", "t"),
+            ),
+            (
+                id(Scheme::hmac_default(), &[], "token=x"),
+                ok(&body_hash, "webhook"),
+            ),
+        ];
+        for (i, (got, want)) in cases.into_iter().enumerate() {
+            assert_eq!(got, want, "case {i}");
+        }
+        assert!(matches!(
+            id(Scheme::Stripe, &[], "<xml/>"),
+            Err(IdentifyError::NotJson(_))
+        ));
+        let long = "x".repeat(MAX_LABEL_BYTES + 1);
+        assert_eq!(
+            id(Scheme::None, &[("x-webhook-id", &long)], "{}"),
+            Err(IdentifyError::TooLong("event id"))
+        );
+    }
+
+    #[test]
+    fn generic_schemes_read_configured_headers() {
+        let rules = HeaderRules {
+            id_header: Some(HeaderName::from_static("x-delivery")),
+            kind_header: Some(HeaderName::from_static("x-topic")),
+        };
+        let h = headers(&[("x-delivery", "d9"), ("x-topic", "build.done")]);
+        let got = identify(&Scheme::None, &rules, &h, br#"{"type":"ignored"}"#);
+        assert_eq!(got, ok("d9", "build.done"));
+    }
+
+    #[test]
+    fn split_keeps_element_bytes_and_numbers_ids() {
+        let request = Identity {
+            provider_id: "req".into(),
+            kind: "batch".into(),
+        };
+        let body = br#"[ {"type":"a", "n": 1.50}, {"n":2} ]"#;
+        let parts = split(&request, body, "").expect("split");
+        assert_eq!(parts.len(), 2);
+        assert_eq!(
+            parts[0].0,
+            Identity {
+                provider_id: "req:0".into(),
+                kind: "a".into()
+            }
+        );
+        assert_eq!(
+            parts[0].1,
+            br#"{"type":"a", "n": 1.50}"#.to_vec(),
+            "byte-exact, 1.50 kept"
+        );
+        assert_eq!(
+            parts[1].0,
+            Identity {
+                provider_id: "req:1".into(),
+                kind: "batch".into()
+            }
+        );
+
+        let nested = br#"{"data":{"items":[{"x":1}]}}"#;
+        assert_eq!(
+            split(&request, nested, "/data/items")
+                .expect("nested")
+                .len(),
+            1
+        );
+        assert!(matches!(
+            split(&request, nested, "/data"),
+            Err(IdentifyError::Split(_))
+        ));
+        assert!(matches!(
+            split(&request, nested, "/nope"),
+            Err(IdentifyError::Split(_))
+        ));
+        assert!(matches!(
+            split(&request, b"nope", ""),
+            Err(IdentifyError::NotJson(_))
+        ));
+        assert_eq!(split(&request, b"[]", "").expect("empty"), vec![]);
+    }
+}
