@@ -4,28 +4,55 @@
 //!
 //! # Layout
 //!
+//! Where a webhook goes, in order:
+//!
+//! - [`server`]: starts and stops everything: stores, journal replay,
+//!   listeners, and the shutdown drain.
+//! - [`config`]: the layered configuration (defaults, file, environment),
+//!   validated once at start.
+//! - [`ingest`]: `POST /webhooks/{source}`, the front door, with [`access`]
+//!   (client address and allowlist), [`ratelimit`], [`verify`] (signatures
+//!   over the raw bytes) and [`identify`] (event id, kind, split).
+//! - [`pipeline`]: dedupe, then the [`journal`] (append, group commit,
+//!   `fdatasync`: the durability point) and the applier into the [`store`]
+//!   (sled), off the acknowledgement path.
+//! - [`event`]: the stored event and its encoding.
 //! - [`runtime`]: where a plugin runs. One wasmtime engine; each call gets a
 //!   fresh instance under fuel, a wall-clock deadline and a memory cap, and
-//!   ends in a typed [`runtime::Outcome`].
-//! - [`journal`]: the ingest journal, where a webhook becomes durable:
-//!   append-only, checksummed, group-committed with one `fdatasync`.
-//! - [`kv`]: the per-plugin key-value namespaces in sled behind the `kv`
-//!   import.
-//! - [`verify`]: signature schemes (Standard Webhooks, GitHub, Stripe,
-//!   Shopify, Slack, generic HMAC) checked over the raw bytes in constant
-//!   time, with rotation and timestamp tolerance. Pure functions.
+//!   ends in a typed [`runtime::Outcome`]. [`kv`] holds the plugins'
+//!   key-value namespaces.
+//! - [`admin`]: the admin listener (health and readiness so far); [`api`]
+//!   is the JSON error shape every HTTP module answers with.
 //! - [`clock`]: wall-clock milliseconds, read only at the edges.
+//!
+//! Routing events to plugins, the delivery queue with retries and dead
+//! letters, hot reload and the admin API proper are the next modules.
 //!
 //! # Flow of one webhook
 //!
-//! `POST /webhooks/{source}` is verified over the raw bytes, appended to the
-//! ingest log and fsynced (the durability point, then `200`), applied into
-//! sled, routed to every subscribed plugin, and run by [`runtime`] with
-//! retries and dead letters on failure. Today the crate holds the last step,
-//! the sandbox; ingest, the queue and the admin API are the next modules.
+//! ```text
+//! POST /webhooks/{source}  ingest: source? allowed? size? signature? rate?
+//!   -> identify            event id + kind (+ split)
+//!   -> pipeline.accept     dedupe (sled, then events still in flight)
+//!   -> journal             one write + one fdatasync per group of requests
+//!   -> 200                 only now
+//!   -> applier             into sled (store), off the acknowledgement path
+//!   -> (next) routing, queue, runtime: a fresh sandbox per delivery
+//! ```
 
+pub mod access;
+pub mod admin;
+pub mod api;
 pub mod clock;
+pub mod config;
+pub mod event;
+pub mod identify;
+pub mod ingest;
 pub mod journal;
 pub mod kv;
+pub mod pipeline;
+pub mod ratelimit;
 pub mod runtime;
+pub mod server;
+pub mod store;
 pub mod verify;

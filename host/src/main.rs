@@ -15,12 +15,18 @@ use std::time::Duration;
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
+    /// Config file (default: ./hookhost.toml if present, else built-in
+    /// demo defaults). Accepted before or after the subcommand.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the server: ingest, admin API and plugin runtime.
+    Serve,
     /// Check a plugin against the contract without starting a server, and
     /// print what it declares and subscribes to.
     Check {
@@ -79,7 +85,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match tokio.block_on(run(cli.command)) {
+    match tokio.block_on(run(cli.command, cli.config)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -88,8 +94,27 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<ExitCode> {
+async fn run(command: Command, config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Serve => {
+            let env: Vec<(String, String)> = std::env::vars().collect();
+            let config = hookhost::config::load(config_path.as_deref(), &env)?;
+            let listeners = hookhost::server::Listeners {
+                ingest: tokio::net::TcpListener::bind(config.server.listen)
+                    .await
+                    .with_context(|| format!("binding server.listen {}", config.server.listen))?,
+                admin: tokio::net::TcpListener::bind(config.server.admin_listen)
+                    .await
+                    .with_context(|| {
+                        format!("binding server.admin_listen {}", config.server.admin_listen)
+                    })?,
+            };
+            tracing::info!(ingest = %config.server.listen, admin = %config.server.admin_listen, "listening");
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            tokio::spawn(cancel_on_signal(shutdown.clone()));
+            hookhost::server::run(config, listeners, shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check { plugin } => {
             // Compile into a throwaway directory: checking leaves no trace.
             let scratch = tempfile::tempdir().context("creating a scratch directory")?;
@@ -161,6 +186,20 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// SIGTERM or Ctrl-C starts the drain; the server exits 0 once drained.
+async fn cancel_on_signal(shutdown: tokio_util::sync::CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        tracing::error!("cannot listen for SIGTERM");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: draining"),
+    }
+    shutdown.cancel();
 }
 
 fn runtime(data_dir: &Path) -> anyhow::Result<Runtime> {

@@ -1,0 +1,344 @@
+//! `POST /webhooks/{source}`: the front door.
+//!
+//! In order, as the contract lists it: readiness, source lookup, client
+//! allowlist, body size (decided while reading), signature over the raw
+//! bytes, rate limit (verified requests only), Slack's URL handshake, event
+//! id and kind, then [`Pipeline::accept`], which answers only once the event
+//! is durable. No plugin runs here and nothing a client sends can panic or
+//! produce a 500.
+
+use crate::access;
+use crate::api::ApiError;
+use crate::clock;
+use crate::event::StoredEvent;
+use crate::identify::{self, HeaderRules, Identity};
+use crate::pipeline::{Pipeline, PipelineError};
+use crate::ratelimit::RateLimit;
+use crate::verify::{self, Scheme, Secret};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use http_body_util::BodyExt;
+use ipnet::IpNet;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// One configured source, ready to check requests.
+#[derive(Debug)]
+pub struct Source {
+    /// The `{source}` in the URL.
+    pub name: String,
+    /// Its signature scheme.
+    pub scheme: Scheme,
+    /// Its secrets (several during a rotation).
+    pub secrets: Vec<Secret>,
+    /// Timestamp tolerance, both ways.
+    pub tolerance_secs: u64,
+    /// Largest body accepted.
+    pub max_body_bytes: usize,
+    /// JSON pointer to an array: one event per element.
+    pub split: Option<String>,
+    /// Where generic schemes read the id and kind.
+    pub rules: HeaderRules,
+    /// Client addresses allowed (empty: any).
+    pub allow_ips: Vec<IpNet>,
+    /// Verified requests per second, if limited.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// Whether ingest takes requests: not before the journal is replayed, not
+/// while draining for shutdown.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    ready: AtomicBool,
+    draining: AtomicBool,
+}
+
+impl Readiness {
+    /// Replay (and whatever else start needs) is done.
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Shutdown started: answer 503 so providers retry elsewhere or later.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Taking requests now.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
+    }
+}
+
+/// Everything the ingest handler needs. Shared by all requests.
+pub struct Ingest {
+    /// Sources by name.
+    pub sources: HashMap<String, Arc<Source>>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Durability and dedupe: set once the journal is replayed. Until then
+    /// ingest answers 503.
+    pub pipeline: std::sync::OnceLock<Pipeline>,
+    /// Start and shutdown state.
+    pub readiness: Arc<Readiness>,
+    /// Requests being handled at once; past it, 503 instead of unbounded
+    /// memory.
+    pub in_flight: Semaphore,
+}
+
+/// An oversized body is read on and discarded up to this many times the
+/// limit, or this long, so the client sees the 413 instead of a reset.
+const DRAIN_FACTOR: usize = 8;
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+
+/// Headers a handler may need, kept with the event (names lower-case).
+/// Signature headers are kept: plugins may want to re-verify.
+const KEPT_HEADERS: [&str; 14] = [
+    "content-type",
+    "user-agent",
+    "webhook-id",
+    "webhook-timestamp",
+    "x-github-event",
+    "x-github-delivery",
+    "x-github-hook-id",
+    "stripe-signature",
+    "x-shopify-topic",
+    "x-shopify-shop-domain",
+    "x-shopify-webhook-id",
+    "x-slack-request-timestamp",
+    "x-webhook-id",
+    "x-hub-signature-256",
+];
+
+/// The ingest routes.
+pub fn router(ingest: Arc<Ingest>) -> Router {
+    Router::new()
+        .route(
+            "/webhooks/{source}",
+            post(receive).fallback(|| async {
+                ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "use POST",
+                )
+            }),
+        )
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .with_state(ingest)
+}
+
+async fn receive(
+    State(ingest): State<Arc<Ingest>>,
+    Path(name): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (true, Some(pipeline)) = (ingest.readiness.is_ready(), ingest.pipeline.get()) else {
+        return Err(ApiError::unavailable(
+            "unavailable",
+            "starting or shutting down; retry",
+        ));
+    };
+    let Ok(_permit) = ingest.in_flight.try_acquire() else {
+        return Err(ApiError::unavailable(
+            "overloaded",
+            "too many requests in flight; retry",
+        ));
+    };
+    let source = ingest.sources.get(&name).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_source",
+            format!("no source named {name:?}"),
+        )
+    })?;
+
+    let client = access::client_ip(peer.ip(), &headers, &ingest.trusted_proxies);
+    if !access::allowed(client, &source.allow_ips) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "client address not allowed for this source",
+        ));
+    }
+
+    let body = read_limited(body, &headers, source.max_body_bytes).await?;
+
+    let now_s = (clock::now_ms() / 1000) as i64;
+    verify::verify(
+        &source.scheme,
+        &source.secrets,
+        &headers,
+        &body,
+        now_s,
+        source.tolerance_secs,
+    )
+    .map_err(verify_error)?;
+
+    if let Some(limit) = &source.rate_limit {
+        if let Err(wait) = limit.take(Instant::now()) {
+            return Err(ApiError {
+                retry_after: Some(wait.as_secs().max(1)),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "source rate limit exceeded",
+                )
+            });
+        }
+    }
+
+    if matches!(source.scheme, Scheme::Slack) {
+        if let Some(challenge) = slack_challenge(&body) {
+            return Ok(Json(serde_json::json!({ "challenge": challenge })).into_response());
+        }
+    }
+
+    let request = identify::identify(&source.scheme, &source.rules, &headers, &body)
+        .map_err(identify_error)?;
+    let kept = kept_headers(&headers);
+    let received_at_ms = clock::now_ms();
+    let stored = |identity: Identity, body: Vec<u8>| StoredEvent {
+        source: source.name.clone(),
+        provider_id: identity.provider_id,
+        kind: identity.kind,
+        received_at_ms,
+        headers: kept.clone(),
+        body,
+    };
+    let events = match &source.split {
+        None => vec![stored(request, body)],
+        Some(pointer) => identify::split(&request, &body, pointer)
+            .map_err(identify_error)?
+            .into_iter()
+            .map(|(identity, bytes)| stored(identity, bytes))
+            .collect(),
+    };
+
+    let accepted = pipeline.accept(events).await.map_err(pipeline_error)?;
+    let all_duplicate = !accepted.is_empty() && accepted.iter().all(|a| a.duplicate);
+    let answer = match (&source.split, accepted.as_slice()) {
+        (None, [one]) => serde_json::json!({
+            "received": true,
+            "event_id": one.event_id,
+            "duplicate": one.duplicate,
+        }),
+        _ => serde_json::json!({
+            "received": true,
+            "event_ids": accepted.iter().map(|a| a.event_id.as_str()).collect::<Vec<_>>(),
+            "duplicate": all_duplicate,
+        }),
+    };
+    Ok(Json(answer).into_response())
+}
+
+/// Read the body, refusing it once it passes `limit`. The excess is read
+/// and dropped (bounded) before the 413, so the client sees the answer.
+async fn read_limited(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let too_large = || ApiError {
+        close: true,
+        ..ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("body larger than {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut body = body;
+    let mut out = Vec::with_capacity(declared.map_or(8192, |n| n.min(limit as u64) as usize));
+    if declared.is_some_and(|n| n > limit as u64) {
+        drain(body, 0, limit).await;
+        return Err(too_large());
+    }
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                "could not read the request body",
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                drain(body, out.len() + data.len(), limit).await;
+                return Err(too_large());
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out)
+}
+
+/// Read and discard up to `DRAIN_FACTOR * limit` bytes in all, for at most
+/// `DRAIN_TIME`.
+async fn drain(mut body: Body, mut seen: usize, limit: usize) {
+    let cap = limit.saturating_mul(DRAIN_FACTOR);
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while seen < cap {
+            match body.frame().await {
+                Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len()),
+                _ => break,
+            }
+        }
+    })
+    .await;
+}
+
+fn kept_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    KEPT_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let v = headers.get(*name)?.to_str().ok()?;
+            Some(((*name).to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+/// Slack's `url_verification` handshake: answer the challenge inline.
+fn slack_challenge(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    if v.get("type")?.as_str()? != "url_verification" {
+        return None;
+    }
+    Some(v.get("challenge")?.as_str()?.to_owned())
+}
+
+fn verify_error(e: verify::VerifyError) -> ApiError {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    if status.is_server_error() {
+        // A verifying source without secrets: config validation prevents it.
+        tracing::error!(error = %e, "source cannot verify requests");
+        return ApiError::unavailable("misconfigured", "this source cannot verify requests");
+    }
+    ApiError::new(status, e.code(), e.to_string())
+}
+
+fn identify_error(e: identify::IdentifyError) -> ApiError {
+    let code = match e {
+        identify::IdentifyError::NotJson(_) => "body_not_json",
+        identify::IdentifyError::MissingHeader(_) => "missing_header",
+        identify::IdentifyError::Split(_) => "bad_split",
+        _ => "bad_event",
+    };
+    ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
+}
+
+fn pipeline_error(e: PipelineError) -> ApiError {
+    tracing::error!(error = %e, "could not store an event");
+    ApiError::unavailable(
+        "store_unavailable",
+        "the event could not be stored durably; retry",
+    )
+}
