@@ -86,3 +86,5 @@ pub fn kib_event(id: u64) -> Event {
         &serde_json::json!({ "id": id, "pad": pad }),
     )
 }
+
+pub mod server;

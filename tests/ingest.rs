@@ -1,0 +1,706 @@
+//! Ingest over real HTTP against the real server on port 0: every row of
+//! the contract's status table, dedupe, split, durability across a drain, a
+//! torn journal tail, and a SIGKILL in the middle of a burst.
+
+use hookhost_tests::server::{
+    github_headers, hmac_sha256, now_s, standard_headers, wait_ready, write_config, HttpClient,
+    TestServer,
+};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const GITHUB_SECRET: &str = "It's a Secret to Everybody";
+const HMAC_SECRET: &str = "s3cret";
+/// The Standard Webhooks test vector's key, base64-decoded.
+const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+const CONFIG: &str = r#"
+[server]
+data_dir = "{data}"
+trusted_proxies = ["127.0.0.1/32"]
+
+[[source]]
+name = "github"
+scheme = "github"
+secrets = ["It's a Secret to Everybody"]
+
+[[source]]
+name = "std"
+scheme = "standard"
+secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+
+[[source]]
+name = "stripe"
+scheme = "stripe"
+secrets = ["whsec_stripe_test"]
+
+[[source]]
+name = "small"
+scheme = "hmac"
+secrets = ["s3cret"]
+max_body_bytes = 1024
+
+[[source]]
+name = "guarded"
+scheme = "hmac"
+secrets = ["s3cret"]
+allow_ips = ["10.0.0.0/8"]
+
+[[source]]
+name = "limited"
+scheme = "hmac"
+secrets = ["s3cret"]
+rate_limit_per_s = 2
+
+[[source]]
+name = "batch"
+scheme = "hmac"
+secrets = ["s3cret"]
+split = ""
+
+[[source]]
+name = "slack"
+scheme = "slack"
+secrets = ["8f742231b10e8888abcd99yyyzzz85a5"]
+"#;
+
+fn hmac_headers(body: &[u8], id: Option<&str>) -> Vec<(String, Vec<u8>)> {
+    let sig = hex::encode(hmac_sha256(HMAC_SECRET.as_bytes(), &[body]));
+    let mut h = vec![(
+        "x-webhook-signature".to_string(),
+        format!("sha256={sig}").into_bytes(),
+    )];
+    if let Some(id) = id {
+        h.push(("x-webhook-id".into(), id.as_bytes().to_vec()));
+    }
+    h
+}
+
+fn standard_key() -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(STANDARD_SECRET.trim_start_matches("whsec_"))
+        .expect("key")
+}
+
+fn assert_error(a: &hookhost_tests::server::Answer, status: u16, code: &str) {
+    assert_eq!(a.status, status, "{:?}", a.body);
+    let v = a.json();
+    assert_eq!(v["error"], code, "{v}");
+    let message = v["message"].as_str().expect("message");
+    assert!(!message.is_empty());
+    for secret in [GITHUB_SECRET, HMAC_SECRET, STANDARD_SECRET] {
+        assert!(
+            !message.contains(secret),
+            "error message leaks a secret: {message}"
+        );
+    }
+}
+
+async fn start() -> (tempfile::TempDir, TestServer, HttpClient) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = TestServer::start(&write_config(dir.path(), CONFIG)).await;
+    (dir, server, HttpClient::new())
+}
+
+#[tokio::test]
+async fn every_row_of_the_status_table() {
+    let (_dir, s, c) = start().await;
+    let body = br#"{"action":"opened","issue":{"number":1}}"#.to_vec();
+
+    // 200, then 200 duplicate with the original's id.
+    let h = github_headers(GITHUB_SECRET, "d-1", "issues", &body);
+    let first = c
+        .webhook(s.ingest, "github", &h, body.clone())
+        .await
+        .expect("send");
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    let v = first.json();
+    assert_eq!(v["received"], true);
+    assert_eq!(v["duplicate"], false);
+    let id = v["event_id"].as_str().expect("event_id").to_owned();
+    assert!(id.starts_with("evt_"), "{id}");
+    let again = c
+        .webhook(s.ingest, "github", &h, body.clone())
+        .await
+        .expect("send")
+        .json();
+    assert_eq!(
+        (again["duplicate"].clone(), again["event_id"].clone()),
+        (true.into(), id.clone().into())
+    );
+    // The same provider id on another source is another event.
+    let other = c
+        .webhook(
+            s.ingest,
+            "small",
+            &hmac_headers(&body, Some("d-1")),
+            body.clone(),
+        )
+        .await
+        .expect("send");
+    assert_eq!(other.json()["duplicate"], false);
+    assert_ne!(other.json()["event_id"], id.as_str());
+
+    // 400: missing signature, malformed signature, missing id header, body not JSON where needed.
+    let mut no_sig = h.clone();
+    no_sig.retain(|(k, _)| k != "x-hub-signature-256");
+    assert_error(
+        &c.webhook(s.ingest, "github", &no_sig, body.clone())
+            .await
+            .expect("send"),
+        400,
+        "missing_signature",
+    );
+    let mut bad_sig = h.clone();
+    bad_sig[0].1 = b"sha256=zz".to_vec();
+    assert_error(
+        &c.webhook(s.ingest, "github", &bad_sig, body.clone())
+            .await
+            .expect("send"),
+        400,
+        "malformed_signature",
+    );
+    let mut no_delivery = h.clone();
+    no_delivery.retain(|(k, _)| k != "x-github-delivery");
+    assert_error(
+        &c.webhook(s.ingest, "github", &no_delivery, body.clone())
+            .await
+            .expect("send"),
+        400,
+        "missing_header",
+    );
+    let mut std_no_id = standard_headers(&standard_key(), "msg_1", now_s(), &body);
+    std_no_id.retain(|(k, _)| k != "webhook-id");
+    assert_eq!(
+        c.webhook(s.ingest, "std", &std_no_id, body.clone())
+            .await
+            .expect("send")
+            .status,
+        400
+    );
+    let ts = now_s().to_string();
+    let not_json = b"<xml/>".to_vec();
+    let stripe_sig = hex::encode(hmac_sha256(
+        b"whsec_stripe_test",
+        &[ts.as_bytes(), b".", &not_json],
+    ));
+    let stripe_h = vec![(
+        "stripe-signature".to_string(),
+        format!("t={ts},v1={stripe_sig}").into_bytes(),
+    )];
+    assert_error(
+        &c.webhook(s.ingest, "stripe", &stripe_h, not_json)
+            .await
+            .expect("send"),
+        400,
+        "body_not_json",
+    );
+    let non_utf8 = vec![("x-hub-signature-256".to_string(), vec![b's', 0xff, 0xfe])];
+    assert_eq!(
+        c.webhook(s.ingest, "github", &non_utf8, body.clone())
+            .await
+            .expect("send")
+            .status,
+        400
+    );
+
+    // 401: wrong secret, one tampered byte, timestamp outside tolerance.
+    let wrong = github_headers("not the secret", "d-2", "issues", &body);
+    assert_error(
+        &c.webhook(s.ingest, "github", &wrong, body.clone())
+            .await
+            .expect("send"),
+        401,
+        "signature_mismatch",
+    );
+    let mut tampered = body.clone();
+    tampered[3] ^= 1;
+    assert_error(
+        &c.webhook(s.ingest, "github", &h, tampered)
+            .await
+            .expect("send"),
+        401,
+        "signature_mismatch",
+    );
+    let old = standard_headers(&standard_key(), "msg_old", now_s() - 301, &body);
+    assert_error(
+        &c.webhook(s.ingest, "std", &old, body.clone())
+            .await
+            .expect("send"),
+        401,
+        "timestamp_out_of_tolerance",
+    );
+    let fresh = standard_headers(&standard_key(), "msg_fresh", now_s() - 5, &body);
+    assert_eq!(
+        c.webhook(s.ingest, "std", &fresh, body.clone())
+            .await
+            .expect("send")
+            .status,
+        200
+    );
+
+    // 403: outside the allowlist; inside it through a trusted proxy's X-Forwarded-For.
+    let gh = hmac_headers(&body, Some("g-1"));
+    assert_error(
+        &c.webhook(s.ingest, "guarded", &gh, body.clone())
+            .await
+            .expect("send"),
+        403,
+        "forbidden",
+    );
+    let mut via_proxy = gh.clone();
+    via_proxy.push(("x-forwarded-for".into(), b"10.1.2.3".to_vec()));
+    assert_eq!(
+        c.webhook(s.ingest, "guarded", &via_proxy, body.clone())
+            .await
+            .expect("send")
+            .status,
+        200
+    );
+
+    // 404 unknown source, 405 other methods.
+    assert_error(
+        &c.webhook(s.ingest, "nope", &gh, body.clone())
+            .await
+            .expect("send"),
+        404,
+        "unknown_source",
+    );
+    let get = c
+        .send("GET", s.ingest, "/webhooks/github", &[], vec![])
+        .await
+        .expect("send");
+    assert_error(&get, 405, "method_not_allowed");
+
+    // 413 at 1 KiB, decided while reading; the client sees it (no reset),
+    // also for a body far past the limit.
+    for size in [1025, 64 * 1024] {
+        let big = vec![b'x'; size];
+        let a = c
+            .webhook(s.ingest, "small", &hmac_headers(&big, None), big)
+            .await
+            .expect("413, not a reset");
+        assert_error(&a, 413, "body_too_large");
+    }
+    let fits = vec![b'x'; 1024];
+    assert_eq!(
+        c.webhook(s.ingest, "small", &hmac_headers(&fits, None), fits)
+            .await
+            .expect("send")
+            .status,
+        200
+    );
+
+    // 429 counts verified requests only.
+    for _ in 0..5 {
+        let forged = vec![("x-webhook-signature".to_string(), b"00".to_vec())];
+        assert_eq!(
+            c.webhook(s.ingest, "limited", &forged, body.clone())
+                .await
+                .expect("send")
+                .status,
+            401
+        );
+    }
+    for i in 0..2 {
+        let b = format!("{{\"n\":{i}}}").into_bytes();
+        assert_eq!(
+            c.webhook(s.ingest, "limited", &hmac_headers(&b, None), b)
+                .await
+                .expect("send")
+                .status,
+            200
+        );
+    }
+    let b = b"{\"n\":3}".to_vec();
+    let limited = c
+        .webhook(s.ingest, "limited", &hmac_headers(&b, None), b)
+        .await
+        .expect("send");
+    assert_error(&limited, 429, "rate_limited");
+    assert!(limited.headers.get("retry-after").is_some());
+
+    s.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn split_batches_slack_handshakes_and_concurrent_copies() {
+    let (dir, s, c) = start().await;
+
+    let batch = br#"[{"type":"a","n":1.50},{"type":"b"},{"n":3}]"#.to_vec();
+    let h = hmac_headers(&batch, Some("batch-1"));
+    let v = c
+        .webhook(s.ingest, "batch", &h, batch.clone())
+        .await
+        .expect("send")
+        .json();
+    let ids = v["event_ids"].as_array().expect("event_ids").clone();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(v["duplicate"], false);
+    let again = c
+        .webhook(s.ingest, "batch", &h, batch)
+        .await
+        .expect("send")
+        .json();
+    assert_eq!(
+        (
+            again["event_ids"].as_array().expect("ids"),
+            &again["duplicate"]
+        ),
+        (&ids, &true.into())
+    );
+
+    // Slack's URL handshake is answered inline, after verification.
+    let body = br#"{"type":"url_verification","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}"#;
+    let ts = now_s().to_string();
+    let sig = hex::encode(hmac_sha256(
+        b"8f742231b10e8888abcd99yyyzzz85a5",
+        &[b"v0:", ts.as_bytes(), b":", body],
+    ));
+    let slack = vec![
+        ("x-slack-request-timestamp".to_string(), ts.into_bytes()),
+        (
+            "x-slack-signature".to_string(),
+            format!("v0={sig}").into_bytes(),
+        ),
+    ];
+    let a = c
+        .webhook(s.ingest, "slack", &slack, body.to_vec())
+        .await
+        .expect("send");
+    assert_eq!(
+        a.json()["challenge"],
+        "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+    );
+
+    // 20 copies of one event at once: one is new, all name the same event.
+    let body = b"\xff\xfe not utf-8, not json".to_vec();
+    let h = hmac_headers(&body, Some("copy-1"));
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (c, h, body, addr) = (c.clone(), h.clone(), body.clone(), s.ingest);
+        tasks.push(tokio::spawn(async move {
+            c.webhook(addr, "small", &h, body)
+                .await
+                .expect("send")
+                .json()
+        }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.expect("task"));
+    }
+    assert_eq!(
+        answers.iter().filter(|a| a["duplicate"] == false).count(),
+        1,
+        "{answers:?}"
+    );
+    let ids: HashSet<_> = answers
+        .iter()
+        .map(|a| a["event_id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(ids.len(), 1);
+    let id = ids.into_iter().next().expect("id");
+
+    // After a clean drain the store holds the body byte for byte.
+    s.stop().await.expect("clean stop");
+    // sled's flusher thread lets go of the file lock up to a flush interval
+    // after the server dropped its handles.
+    let mut db = None;
+    for _ in 0..100 {
+        match sled::open(dir.path().join("data/db")) {
+            Ok(d) => {
+                db = Some(d);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let db = db.expect("sled reopens after the server stopped");
+    let store = hookhost::store::Store::open(db).expect("store");
+    let seq = hookhost::event::parse_event_id(&id).expect("our id");
+    let stored = store.get(seq).expect("get").expect("stored");
+    assert_eq!(stored.body, body);
+    assert_eq!(
+        (
+            stored.source.as_str(),
+            stored.provider_id.as_str(),
+            stored.kind.as_str()
+        ),
+        ("small", "copy-1", "webhook")
+    );
+}
+
+#[tokio::test]
+async fn ingest_answers_503_until_the_journal_is_replayed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = write_config(dir.path(), CONFIG);
+    // A long journal to replay: 40,000 events written straight to it.
+    {
+        let cfg = hookhost::journal::JournalConfig::new(dir.path().join("data/journal"));
+        let (journal, _) = hookhost::journal::Journal::open(cfg).expect("journal");
+        let event = |i: u32| hookhost::event::StoredEvent {
+            source: "small".into(),
+            provider_id: format!("pre-{i}"),
+            kind: "webhook".into(),
+            received_at_ms: 1,
+            headers: vec![],
+            body: vec![b'x'; 1024],
+        };
+        for chunk in (0..40_000).collect::<Vec<_>>().chunks(1000) {
+            journal
+                .append(chunk.iter().map(|i| event(*i).encode()).collect())
+                .await
+                .expect("append");
+        }
+        journal.shutdown().await;
+    }
+    let cfg = hookhost::config::load(Some(&config), &[]).expect("config");
+    let ingest = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let (ingest_addr, admin_addr) = (
+        ingest.local_addr().expect("addr"),
+        admin.local_addr().expect("addr"),
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(hookhost::server::run(
+        cfg,
+        hookhost::server::Listeners { ingest, admin },
+        shutdown.clone(),
+    ));
+
+    let c = HttpClient::new();
+    let body = b"{}".to_vec();
+    let h = hmac_headers(&body, Some("pre-7"));
+    let mut statuses = Vec::new();
+    loop {
+        // (An error means the listener is not up yet: try again.)
+        if let Ok(a) = c.webhook(ingest_addr, "small", &h, body.clone()).await {
+            statuses.push(a.status);
+            if a.status == 200 {
+                // The replayed copy is found: this is a duplicate.
+                assert_eq!(a.json()["duplicate"], true);
+                break;
+            }
+            assert_error(&a, 503, "unavailable");
+            assert!(a.headers.get("retry-after").is_some());
+            assert_eq!(
+                c.get(admin_addr, "/readyz").await.expect("readyz").status,
+                503
+            );
+        }
+        assert!(statuses.len() < 100_000, "never ready");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(statuses.first(), Some(&503), "answered 503 while replaying");
+    assert_eq!(
+        c.get(admin_addr, "/readyz").await.expect("readyz").status,
+        200
+    );
+    shutdown.cancel();
+    task.await.expect("task").expect("clean stop");
+}
+
+#[tokio::test]
+async fn acknowledged_events_survive_a_drain_and_a_torn_journal_tail() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = write_config(dir.path(), CONFIG);
+    let c = HttpClient::new();
+    let send = |s: &TestServer, i: u32| {
+        let body = format!("{{\"i\":{i}}}").into_bytes();
+        let h = hmac_headers(&body, Some(&format!("e-{i}")));
+        let (c, addr) = (c.clone(), s.ingest);
+        async move {
+            c.webhook(addr, "small", &h, body)
+                .await
+                .expect("send")
+                .json()
+        }
+    };
+    let s = TestServer::start(&config).await;
+    let mut ids = Vec::new();
+    for i in 0..50 {
+        ids.push(send(&s, i).await["event_id"].clone());
+    }
+    s.stop().await.expect("drained");
+
+    // A power cut mid-write: a partial record at the journal's tail.
+    let journal = dir.path().join("data/journal");
+    let last = std::fs::read_dir(&journal)
+        .expect("journal dir")
+        .map(|e| e.expect("entry").path())
+        .max()
+        .expect("a segment");
+    let mut tail = std::fs::read(&last).expect("segment");
+    tail.extend_from_slice(&[
+        200, 0, 0, 0, 1, 2, 3, 4, 99, 0, 0, 0, 0, 0, 0, 0, b'{', b'"',
+    ]);
+    std::fs::write(&last, tail).expect("tear");
+
+    let s = TestServer::start(&config).await;
+    for (i, id) in ids.iter().enumerate() {
+        let a = send(&s, i as u32).await;
+        assert_eq!(
+            (&a["duplicate"], &a["event_id"]),
+            (&true.into(), id),
+            "event {i}"
+        );
+    }
+    assert_eq!(
+        send(&s, 1000).await["duplicate"],
+        false,
+        "new events still go in"
+    );
+    s.stop().await.expect("drained");
+}
+
+/// Entry point of the crash test's child process: runs a server on port 0
+/// until killed, after writing its addresses to a file. Not a test by
+/// itself; `kill_9_during_a_burst_loses_no_acknowledged_event` runs it.
+#[test]
+#[ignore = "entry point for the crash test's child process"]
+fn crash_child_server() {
+    let (Ok(config), Ok(addr_file)) = (
+        std::env::var("HH_CHILD_CONFIG"),
+        std::env::var("HH_CHILD_ADDRS"),
+    ) else {
+        panic!("run by the crash test only");
+    };
+    let rt = tokio::runtime::Runtime::new().expect("tokio");
+    rt.block_on(async move {
+        let cfg = hookhost::config::load(Some(std::path::Path::new(&config)), &[]).expect("config");
+        let ingest = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addrs = format!(
+            "{} {}",
+            ingest.local_addr().expect("addr"),
+            admin.local_addr().expect("addr")
+        );
+        std::fs::write(&addr_file, addrs).expect("addr file");
+        let never = tokio_util::sync::CancellationToken::new();
+        hookhost::server::run(cfg, hookhost::server::Listeners { ingest, admin }, never)
+            .await
+            .expect("serve");
+    });
+}
+
+struct Child {
+    process: std::process::Child,
+    ingest: SocketAddr,
+}
+
+async fn spawn_child(config: &std::path::Path, dir: &std::path::Path) -> Child {
+    let addr_file = dir.join("child-addrs");
+    let _ = std::fs::remove_file(&addr_file);
+    let process = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "crash_child_server",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("HH_CHILD_CONFIG", config)
+        .env("HH_CHILD_ADDRS", &addr_file)
+        .env("RUST_LIB_BACKTRACE", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn child server");
+    let mut addrs = String::new();
+    for _ in 0..3000 {
+        if let Ok(s) = std::fs::read_to_string(&addr_file) {
+            if s.contains(' ') {
+                addrs = s;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (ingest, admin) = addrs.split_once(' ').expect("child wrote its addresses");
+    let admin: SocketAddr = admin.parse().expect("admin addr");
+    wait_ready(admin).await;
+    Child {
+        process,
+        ingest: ingest.parse().expect("ingest addr"),
+    }
+}
+
+#[tokio::test]
+async fn kill_9_during_a_burst_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = write_config(dir.path(), CONFIG);
+    let mut child = spawn_child(&config, dir.path()).await;
+
+    // 64 senders of unique signed events until the kill; remember every 200.
+    let acked: Arc<Mutex<Vec<(u32, String)>>> = Arc::default();
+    let next = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let c = HttpClient::new();
+    let mut senders = Vec::new();
+    for _ in 0..64 {
+        let (c, acked, next, addr) = (c.clone(), acked.clone(), next.clone(), child.ingest);
+        senders.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let body = format!("{{\"i\":{i},\"pad\":\"{}\"}}", "x".repeat(900)).into_bytes();
+                let h = github_headers(GITHUB_SECRET, &format!("crash-{i}"), "push", &body);
+                match c.webhook(addr, "github", &h, body).await {
+                    Ok(a) if a.status == 200 => {
+                        let id = a.json()["event_id"].as_str().expect("id").to_owned();
+                        acked.lock().expect("lock").push((i, id));
+                    }
+                    Ok(a) => panic!("unexpected {} {:?}", a.status, a.body),
+                    Err(_) => return, // the server is gone
+                }
+            }
+        }));
+    }
+    // Kill it mid-burst, with requests in flight.
+    while acked.lock().expect("lock").len() < 2000 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.process.kill().expect("SIGKILL");
+    child.process.wait().expect("reaped");
+    for s in senders {
+        s.await.expect("sender");
+    }
+    let acked = std::mem::take(&mut *acked.lock().expect("lock"));
+    let sent = next.load(std::sync::atomic::Ordering::Relaxed);
+
+    // Restart on the same data: it opens cleanly, and every acknowledged
+    // event is there (a resend is a duplicate with the same id).
+    let mut child = spawn_child(&config, dir.path()).await;
+    let mut missing = Vec::new();
+    for (i, id) in &acked {
+        let body = format!("{{\"i\":{i},\"pad\":\"{}\"}}", "x".repeat(900)).into_bytes();
+        let h = github_headers(GITHUB_SECRET, &format!("crash-{i}"), "push", &body);
+        let a = c
+            .webhook(child.ingest, "github", &h, body)
+            .await
+            .expect("resend")
+            .json();
+        if a["duplicate"] != true || a["event_id"] != id.as_str() {
+            missing.push((i, a));
+        }
+    }
+    child.process.kill().expect("kill");
+    child.process.wait().expect("reaped");
+    println!(
+        "crash test: {} sent, {} acknowledged before SIGKILL, {} lost",
+        sent,
+        acked.len(),
+        missing.len()
+    );
+    assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+}

@@ -1,0 +1,233 @@
+//! A real hookhost server for tests and benchmarks: in-process on port 0,
+//! or as a child process (the test binary re-executed) that can be killed
+//! with SIGKILL. Plus a small HTTP client and provider-style signing.
+
+use bytes::Bytes;
+use hmac::{KeyInit, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// A server running in this process.
+pub struct TestServer {
+    /// Where `POST /webhooks/{source}` listens.
+    pub ingest: SocketAddr,
+    /// Where `/healthz` and `/readyz` listen.
+    pub admin: SocketAddr,
+    /// Cancel to start the shutdown drain.
+    pub shutdown: CancellationToken,
+    /// Resolves when the server has drained.
+    pub task: tokio::task::JoinHandle<Result<(), hookhost::server::ServerError>>,
+}
+
+/// Write `toml` (with `{data}` replaced by `data_dir`) to a config file.
+pub fn write_config(dir: &Path, toml: &str) -> PathBuf {
+    let path = dir.join("hookhost.toml");
+    let data = dir.join("data");
+    let text = toml.replace("{data}", &data.display().to_string().replace('\\', "/"));
+    std::fs::write(&path, text).expect("config file");
+    path
+}
+
+impl TestServer {
+    /// Load the config file and serve on two free loopback ports.
+    pub async fn start(config_file: &Path) -> Self {
+        let config = hookhost::config::load(Some(config_file), &[]).expect("config");
+        let ingest = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let (ingest_addr, admin_addr) = (
+            ingest.local_addr().expect("addr"),
+            admin.local_addr().expect("addr"),
+        );
+        let shutdown = CancellationToken::new();
+        let listeners = hookhost::server::Listeners { ingest, admin };
+        let task = tokio::spawn(hookhost::server::run(config, listeners, shutdown.clone()));
+        let server = Self {
+            ingest: ingest_addr,
+            admin: admin_addr,
+            shutdown,
+            task,
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    /// Poll `/readyz` until it answers 200 (at most 30 s).
+    pub async fn wait_ready(&self) {
+        wait_ready(self.admin).await;
+    }
+
+    /// Drain and stop; the server's result.
+    pub async fn stop(self) -> Result<(), hookhost::server::ServerError> {
+        self.shutdown.cancel();
+        self.task.await.expect("server task")
+    }
+}
+
+/// Poll `/readyz` on `admin` until it answers 200 (at most 30 s).
+pub async fn wait_ready(admin: SocketAddr) {
+    let client = HttpClient::new();
+    for _ in 0..3000 {
+        if let Ok(r) = client.get(admin, "/readyz").await {
+            if r.status == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("server at {admin} never became ready");
+}
+
+/// An answer: status, headers, body.
+#[derive(Debug)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers.
+    pub headers: http::HeaderMap,
+    /// Body bytes.
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {:?}", self.body))
+    }
+}
+
+/// A keep-alive HTTP/1.1 client.
+#[derive(Clone)]
+pub struct HttpClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HttpClient {
+    /// A client with a connection pool.
+    pub fn new() -> Self {
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(1024)
+            .build_http();
+        Self { client }
+    }
+
+    /// Send a request and read the whole answer.
+    pub async fn send(
+        &self,
+        method: &str,
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(String, Vec<u8>)],
+        body: Vec<u8>,
+    ) -> Result<Answer, String> {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"));
+        for (k, v) in headers {
+            req = req.header(
+                k.as_str(),
+                http::HeaderValue::from_bytes(v).map_err(|e| e.to_string())?,
+            );
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let res = self.client.request(req).await.map_err(|e| e.to_string())?;
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Answer {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, addr: SocketAddr, path: &str) -> Result<Answer, String> {
+        self.send("GET", addr, path, &[], Vec::new()).await
+    }
+
+    /// `POST /webhooks/{source}` with these headers.
+    pub async fn webhook(
+        &self,
+        addr: SocketAddr,
+        source: &str,
+        headers: &[(String, Vec<u8>)],
+        body: Vec<u8>,
+    ) -> Result<Answer, String> {
+        self.send("POST", addr, &format!("/webhooks/{source}"), headers, body)
+            .await
+    }
+}
+
+/// HMAC-SHA256 of the concatenated parts.
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Headers as a GitHub delivery carries them.
+pub fn github_headers(
+    secret: &str,
+    delivery: &str,
+    event: &str,
+    body: &[u8],
+) -> Vec<(String, Vec<u8>)> {
+    let sig = format!(
+        "sha256={}",
+        hex::encode(hmac_sha256(secret.as_bytes(), &[body]))
+    );
+    vec![
+        ("x-hub-signature-256".into(), sig.into_bytes()),
+        ("x-github-delivery".into(), delivery.as_bytes().to_vec()),
+        ("x-github-event".into(), event.as_bytes().to_vec()),
+        ("content-type".into(), b"application/json".to_vec()),
+    ]
+}
+
+/// Headers as a Standard Webhooks (Svix) sender sets them, at `ts`.
+pub fn standard_headers(
+    secret_b64_key: &[u8],
+    id: &str,
+    ts: i64,
+    body: &[u8],
+) -> Vec<(String, Vec<u8>)> {
+    use base64::Engine;
+    let ts = ts.to_string();
+    let sig = hmac_sha256(
+        secret_b64_key,
+        &[id.as_bytes(), b".", ts.as_bytes(), b".", body],
+    );
+    let sig = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(sig)
+    );
+    vec![
+        ("webhook-id".into(), id.as_bytes().to_vec()),
+        ("webhook-timestamp".into(), ts.into_bytes()),
+        ("webhook-signature".into(), sig.into_bytes()),
+        ("content-type".into(), b"application/json".to_vec()),
+    ]
+}
+
+/// Unix seconds now.
+pub fn now_s() -> i64 {
+    (hookhost::clock::now_ms() / 1000) as i64
+}
