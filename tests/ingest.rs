@@ -458,23 +458,8 @@ async fn ingest_answers_503_until_the_journal_is_replayed() {
         }
         journal.shutdown().await;
     }
-    let cfg = hookhost::config::load(Some(&config), &[]).expect("config");
-    let ingest = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let (ingest_addr, admin_addr) = (
-        ingest.local_addr().expect("addr"),
-        admin.local_addr().expect("addr"),
-    );
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(hookhost::server::run(
-        cfg,
-        hookhost::server::Listeners { ingest, admin },
-        shutdown.clone(),
-    ));
+    let server = TestServer::spawn(&config).await;
+    let (ingest_addr, admin_addr) = (server.ingest, server.admin);
 
     let c = HttpClient::new();
     let body = b"{}".to_vec();
@@ -504,8 +489,7 @@ async fn ingest_answers_503_until_the_journal_is_replayed() {
         c.get(admin_addr, "/readyz").await.expect("readyz").status,
         200
     );
-    shutdown.cancel();
-    task.await.expect("task").expect("clean stop");
+    server.stop().await.expect("clean stop");
 }
 
 #[tokio::test]

@@ -34,8 +34,17 @@ pub fn write_config(dir: &Path, toml: &str) -> PathBuf {
 }
 
 impl TestServer {
-    /// Load the config file and serve on two free loopback ports.
+    /// Load the config file, serve on two free loopback ports, and wait
+    /// until ready.
     pub async fn start(config_file: &Path) -> Self {
+        let server = Self::spawn(config_file).await;
+        server.wait_ready().await;
+        server
+    }
+
+    /// Like [`TestServer::start`], without waiting for readiness (to see
+    /// what ingest answers while the journal is replayed).
+    pub async fn spawn(config_file: &Path) -> Self {
         let config = hookhost::config::load(Some(config_file), &[]).expect("config");
         let ingest = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -50,14 +59,12 @@ impl TestServer {
         let shutdown = CancellationToken::new();
         let listeners = hookhost::server::Listeners { ingest, admin };
         let task = tokio::spawn(hookhost::server::run(config, listeners, shutdown.clone()));
-        let server = Self {
+        Self {
             ingest: ingest_addr,
             admin: admin_addr,
             shutdown,
             task,
-        };
-        server.wait_ready().await;
-        server
+        }
     }
 
     /// Poll `/readyz` until it answers 200 (at most 30 s).
