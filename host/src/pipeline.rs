@@ -162,26 +162,38 @@ impl Pipeline {
 
         let mut seqs = Vec::new();
         if !fresh.is_empty() {
-            match inner.journal.append(fresh).await {
-                Ok(range) => {
-                    let mut applied = Vec::with_capacity(fresh_keys.len());
-                    for (seq, (key, event)) in range.zip(fresh_keys) {
-                        inner.set(&key, Pending::Durable(seq));
-                        applied.push((seq, event));
-                        seqs.push(seq);
+            // In its own task: if the client disconnects, hyper drops this
+            // future, but the append, the pending state and the hand-off
+            // to the applier must still complete, or copies would wait on
+            // an `InFlight` entry forever and the applier's watermark stall.
+            let inner = Arc::clone(&self.inner);
+            let durable = tokio::spawn(async move {
+                match inner.journal.append(fresh).await {
+                    Ok(range) => {
+                        let mut applied = Vec::with_capacity(fresh_keys.len());
+                        let mut seqs = Vec::with_capacity(fresh_keys.len());
+                        for (seq, (key, event)) in range.zip(fresh_keys) {
+                            inner.set(&key, Pending::Durable(seq));
+                            applied.push((seq, event));
+                            seqs.push(seq);
+                        }
+                        // Never dropped: if the applier is gone the server
+                        // is stopping, and replay applies these at next start.
+                        let _ = inner.to_apply.send(applied).await;
+                        Ok(seqs)
                     }
-                    // Never dropped: if the applier is gone the server is
-                    // stopping, and replay applies these at next start.
-                    let _ = inner.to_apply.send(applied).await;
-                }
-                Err(e) => {
-                    for (key, _) in fresh_keys {
-                        inner.set(&key, Pending::Failed);
-                        inner.remove_if(&key, |_| true);
+                    Err(e) => {
+                        for (key, _) in fresh_keys {
+                            inner.set(&key, Pending::Failed);
+                            inner.remove_if(&key, |_| true);
+                        }
+                        Err(PipelineError::from(e))
                     }
-                    return Err(e.into());
                 }
-            }
+            });
+            seqs = durable
+                .await
+                .map_err(|_| PipelineError::Journal(JournalError::Closed))??;
         }
 
         let mut out = Vec::with_capacity(taken.len());
