@@ -75,6 +75,8 @@ const GOAL_P99_MS: f64 = 10.0;
 /// sled before the next run starts.
 const SETTLE: Duration = Duration::from_secs(1);
 
+use hookhost_tests::bench::{cores, cpu_model, env_or};
+
 fn main() {
     // LAB.md: a captured backtrace costs microseconds where it is taken.
     std::env::set_var("RUST_LIB_BACKTRACE", "0");
@@ -889,26 +891,4 @@ fn print_row(mode: &str, kind: &str, s: &Summary, open: bool) {
         "{mode:<9} {kind:<13} {:>7.0} {acks_range:>11} {:>8.2} {:>8.2} {p99_range:>15} {:>8.2} {lag:>8} {:>10.1} {:>10.1} {:>5.0} {:>6}",
         s.acks_per_s, s.p50, s.p99, s.p999, s.srv_us, s.gen_us, s.busy_pct, s.errors
     );
-}
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
 }

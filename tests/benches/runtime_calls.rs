@@ -45,6 +45,8 @@ fn median_of(rounds: &[Stats]) -> (Stats, f64, f64) {
     )
 }
 
+use hookhost_tests::bench::{cores, cpu_model, env_or};
+
 fn main() {
     // LAB.md: a captured backtrace on every Store drop costs 6-10 us.
     std::env::set_var("RUST_LIB_BACKTRACE", "0");
@@ -199,26 +201,4 @@ fn deadline_overshoot() {
         over[over.len() - 1],
         hookhost::runtime::engine::EPOCH_TICK.as_millis()
     );
-}
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
 }

@@ -88,3 +88,32 @@ pub fn kib_event(id: u64) -> Event {
 }
 
 pub mod server;
+
+/// Helpers both benchmarks share: knobs from the environment and a
+/// description of the machine for the printed results.
+pub mod bench {
+    /// A numeric knob from the environment, or its default.
+    pub fn env_or(name: &str, default: usize) -> usize {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+
+    /// Cores available to this process.
+    pub fn cores() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+
+    /// The CPU model from /proc/cpuinfo.
+    pub fn cpu_model() -> String {
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+            })
+            .unwrap_or_else(|| "unknown CPU".into())
+    }
+}
