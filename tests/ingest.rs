@@ -557,26 +557,10 @@ fn crash_child_server() {
     ) else {
         panic!("run by the crash test only");
     };
-    let rt = tokio::runtime::Runtime::new().expect("tokio");
-    rt.block_on(async move {
-        let cfg = hookhost::config::load(Some(std::path::Path::new(&config)), &[]).expect("config");
-        let ingest = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addrs = format!(
-            "{} {}",
-            ingest.local_addr().expect("addr"),
-            admin.local_addr().expect("addr")
-        );
-        std::fs::write(&addr_file, addrs).expect("addr file");
-        let never = tokio_util::sync::CancellationToken::new();
-        hookhost::server::run(cfg, hookhost::server::Listeners { ingest, admin }, never)
-            .await
-            .expect("serve");
-    });
+    hookhost_tests::server::serve_child(
+        std::path::Path::new(&config),
+        std::path::Path::new(&addr_file),
+    );
 }
 
 struct Child {

@@ -311,28 +311,7 @@ impl Opts {
 /// addresses (`ingest admin`) to `HH_BENCH_ADDRS`.
 fn serve_child(config: &str) {
     let addr_file = std::env::var("HH_BENCH_ADDRS").expect("HH_BENCH_ADDRS");
-    let rt = tokio::runtime::Runtime::new().expect("tokio");
-    rt.block_on(async move {
-        let cfg = hookhost::config::load(Some(Path::new(config)), &[]).expect("config");
-        let ingest = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addrs = format!(
-            "{} {}",
-            ingest.local_addr().expect("addr"),
-            admin.local_addr().expect("addr")
-        );
-        let tmp = format!("{addr_file}.tmp");
-        std::fs::write(&tmp, addrs).expect("addr file");
-        std::fs::rename(&tmp, &addr_file).expect("addr file");
-        let never = tokio_util::sync::CancellationToken::new();
-        hookhost::server::run(cfg, hookhost::server::Listeners { ingest, admin }, never)
-            .await
-            .expect("serve");
-    });
+    hookhost_tests::server::serve_child(Path::new(config), Path::new(&addr_file));
 }
 
 struct Server {

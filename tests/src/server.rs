@@ -79,6 +79,35 @@ impl TestServer {
     }
 }
 
+/// The body of a child server process (crash test, load benchmark): load
+/// `config`, serve on two free loopback ports until killed, after writing
+/// `"<ingest> <admin>"` to `addr_file` (atomically, so the parent never
+/// reads half an address).
+pub fn serve_child(config: &Path, addr_file: &Path) {
+    let rt = tokio::runtime::Runtime::new().expect("tokio");
+    rt.block_on(async move {
+        let cfg = hookhost::config::load(Some(config), &[]).expect("config");
+        let ingest = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addrs = format!(
+            "{} {}",
+            ingest.local_addr().expect("addr"),
+            admin.local_addr().expect("addr")
+        );
+        let tmp = addr_file.with_extension("tmp");
+        std::fs::write(&tmp, addrs).expect("addr file");
+        std::fs::rename(&tmp, addr_file).expect("addr file");
+        let never = CancellationToken::new();
+        hookhost::server::run(cfg, hookhost::server::Listeners { ingest, admin }, never)
+            .await
+            .expect("serve");
+    });
+}
+
 /// Poll `/readyz` on `admin` until it answers 200 (at most 30 s).
 pub async fn wait_ready(admin: SocketAddr) {
     let client = HttpClient::new();
