@@ -411,7 +411,7 @@ async fn split_batches_slack_handshakes_and_concurrent_copies() {
     // after the server dropped its handles.
     let mut db = None;
     for _ in 0..100 {
-        match sled::open(dir.path().join("data/db")) {
+        match hookhost::store::open_db(&dir.path().join("data/db")) {
             Ok(d) => {
                 db = Some(d);
                 break;
@@ -420,7 +420,7 @@ async fn split_batches_slack_handshakes_and_concurrent_copies() {
         }
     }
     let db = db.expect("sled reopens after the server stopped");
-    let store = hookhost::store::Store::open(db).expect("store");
+    let store = hookhost::store::Store::open(db, None).expect("store");
     let seq = hookhost::event::parse_event_id(&id).expect("our id");
     let stored = store.get(seq).expect("get").expect("stored");
     assert_eq!(stored.body, body);

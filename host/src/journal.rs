@@ -110,10 +110,14 @@ pub struct Replay {
     pub next_seq: u64,
 }
 
+/// Sequences given to an append, and its payloads handed back (the applier
+/// stores the same bytes; no second encoding).
+pub type Appended = (Range<u64>, Vec<Vec<u8>>);
+
 enum Command {
     Append {
         payloads: Vec<Vec<u8>>,
-        reply: oneshot::Sender<Result<Range<u64>, JournalError>>,
+        reply: Reply,
     },
     Release(u64),
     Shutdown(oneshot::Sender<()>),
@@ -199,8 +203,9 @@ impl Journal {
     }
 
     /// Append records and wait until they are durable (synced, unless sync
-    /// is off). Returns their sequence numbers, contiguous and increasing.
-    pub async fn append(&self, payloads: Vec<Vec<u8>>) -> Result<Range<u64>, JournalError> {
+    /// is off). Returns their sequence numbers, contiguous and increasing,
+    /// and the payloads.
+    pub async fn append(&self, payloads: Vec<Vec<u8>>) -> Result<Appended, JournalError> {
         if let Some(p) = payloads.iter().find(|p| p.len() > MAX_RECORD_BYTES) {
             return Err(JournalError::TooLarge(p.len()));
         }
@@ -213,11 +218,11 @@ impl Journal {
     }
 
     /// Records up to and including `seq` are applied elsewhere: delete the
-    /// closed segments that hold nothing newer.
-    pub async fn release_through(&self, seq: u64) -> Result<(), JournalError> {
+    /// closed segments that hold nothing newer. Blocking: call it from a
+    /// thread outside the async runtime (the applier's).
+    pub fn release_through(&self, seq: u64) -> Result<(), JournalError> {
         self.tx
-            .send(Command::Release(seq))
-            .await
+            .blocking_send(Command::Release(seq))
             .map_err(|_| JournalError::Closed)
     }
 
@@ -317,7 +322,7 @@ struct Writer {
     failed: bool,
 }
 
-type Reply = oneshot::Sender<Result<Range<u64>, JournalError>>;
+type Reply = oneshot::Sender<Result<Appended, JournalError>>;
 
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<Command>) {
@@ -346,7 +351,7 @@ impl Writer {
     /// Write one batch with one sync and answer it. `false` on shutdown.
     fn commit(&mut self, batch: Vec<Command>, buf: &mut Vec<u8>) -> bool {
         buf.clear();
-        let mut replies: Vec<(Reply, Range<u64>)> = Vec::new();
+        let mut replies: Vec<(Reply, Appended)> = Vec::new();
         let mut release = None;
         let mut shutdown = None;
         for cmd in batch {
@@ -361,7 +366,7 @@ impl Writer {
                         encode(buf, self.next_seq, p);
                         self.next_seq += 1;
                     }
-                    replies.push((reply, start..self.next_seq));
+                    replies.push((reply, (start..self.next_seq, payloads)));
                 }
                 Command::Release(seq) => release = Some(release.map_or(seq, |r: u64| r.max(seq))),
                 Command::Shutdown(done) => shutdown = Some(done),
@@ -378,8 +383,8 @@ impl Writer {
             match written {
                 Ok(()) => {
                     self.size += buf.len() as u64;
-                    for (reply, range) in replies {
-                        let _ = reply.send(Ok(range));
+                    for (reply, appended) in replies {
+                        let _ = reply.send(Ok(appended));
                     }
                 }
                 Err(e) => {
@@ -462,7 +467,7 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 let mut seqs = Vec::new();
                 for i in 0..20 {
-                    let r = j.append(vec![payload(t * 100 + i)]).await.expect("append");
+                    let (r, _) = j.append(vec![payload(t * 100 + i)]).await.expect("append");
                     seqs.push((r.start, t * 100 + i));
                 }
                 seqs
@@ -490,11 +495,12 @@ mod tests {
     async fn a_torn_last_record_is_dropped_and_earlier_ones_kept() {
         let dir = tempfile::tempdir().expect("tmp");
         let (j, _) = Journal::open(config(dir.path())).expect("open");
-        let r = j
+        let (r, back) = j
             .append((0..10).map(payload).collect())
             .await
             .expect("append");
         assert_eq!(r, 1..11);
+        assert_eq!(back, (0..10).map(payload).collect::<Vec<_>>());
         j.shutdown().await;
 
         // A crash mid-write: the next record's header and part of its body.
@@ -512,7 +518,7 @@ mod tests {
         assert_eq!(replay.records.len(), 10);
         assert_eq!(replay.torn_bytes, (HEADER + 20) as u64);
         assert_eq!(
-            j.append(vec![b"after".to_vec()]).await.expect("append"),
+            j.append(vec![b"after".to_vec()]).await.expect("append").0,
             11..12
         );
         j.shutdown().await;
@@ -557,7 +563,13 @@ mod tests {
         let count = || list_segments(&cfg.dir).expect("list").len();
         let before = count();
         assert!(before > 3, "rolled into {before} segments");
-        j.release_through(20).await.expect("release");
+        {
+            let j = j.clone();
+            tokio::task::spawn_blocking(move || j.release_through(20))
+                .await
+                .expect("join")
+                .expect("release");
+        }
         j.shutdown().await;
         assert!(count() < before, "released segments deleted");
         let (_, replay) = Journal::open(cfg).expect("reopen");
@@ -581,7 +593,7 @@ mod tests {
             .await
             .expect_err("too large");
         assert!(matches!(err, JournalError::TooLarge(_)));
-        assert_eq!(j.append(vec![b"a".to_vec()]).await.expect("append"), 1..2);
+        assert_eq!(j.append(vec![b"a".to_vec()]).await.expect("append").0, 1..2);
         j.shutdown().await;
         assert!(matches!(
             j.append(vec![b"b".to_vec()]).await,

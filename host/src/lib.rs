@@ -24,6 +24,8 @@
 //! - [`admin`]: the admin listener (health and readiness so far); [`api`]
 //!   is the JSON error shape every HTTP module answers with.
 //! - [`clock`]: wall-clock milliseconds, read only at the edges.
+//! - [`allocator`]: the process's memory allocator (mimalloc) and its
+//!   tuning.
 //!
 //! Routing events to plugins, the delivery queue with retries and dead
 //! letters, hot reload and the admin API proper are the next modules.
@@ -41,6 +43,7 @@
 //! ```
 
 pub mod access;
+pub mod allocator;
 pub mod admin;
 pub mod api;
 pub mod clock;

@@ -205,7 +205,7 @@ async fn cancel_on_signal(shutdown: tokio_util::sync::CancellationToken) {
 fn runtime(data_dir: &Path) -> anyhow::Result<Runtime> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
-    let db = sled::open(data_dir.join("db"))
+    let db = hookhost::store::open_db(&data_dir.join("db"))
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
     Ok(Runtime::new(
         RuntimeConfig::new(data_dir),

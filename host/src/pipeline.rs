@@ -2,22 +2,27 @@
 //!
 //! [`Pipeline::accept`] dedupes each event against sled and against events
 //! still between the journal and sled, appends the new ones to the journal
-//! (the durability point) and only then returns. The applier task moves
-//! journaled events into sled off the acknowledgement path, and releases
-//! journal segments once sled holds them.
+//! (the durability point) and only then returns. The applier, on its own
+//! thread, moves journaled events into sled off the acknowledgement path,
+//! and releases journal segments once sled holds them durably.
 //!
 //! Dedupe holds across that gap: a copy of an event whose original is
 //! still in an unsynced batch waits for that sync and then answers as a
 //! duplicate; two copies in one batch are stored once.
+//!
+//! The gap is bounded: at most [`BACKLOG`] events may be journaled but not
+//! yet in sled; beyond that, accepting waits for the applier, so a slow
+//! store slows ingest down instead of filling memory.
 
 use crate::event::{event_id, StoredEvent};
 use crate::journal::{Journal, JournalError, Replay};
-use crate::store::{Store, StoreError};
+use crate::store::{dedupe_key, Record, Store, StoreError};
 use std::collections::{BTreeSet, HashMap};
 use std::hash::BuildHasher;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Semaphore};
 
 /// How one event of a request was taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +42,10 @@ pub enum PipelineError {
     /// sled could not be read for dedupe.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Events could not be applied into sled lately: refuse new ones until
+    /// the applier succeeds again.
+    #[error("the event store is failing; retry")]
+    StoreFailing,
     /// The original of a duplicate failed to become durable.
     #[error("an earlier copy of this event is being stored and failed; retry")]
     OriginalFailed,
@@ -52,19 +61,31 @@ enum Pending {
     Failed,
 }
 
-type Key = (String, String);
+/// The dedupe key: `source NUL provider id` ([`dedupe_key`]).
+type Key = Vec<u8>;
 
 /// Shards of the in-flight map: concurrent requests for different events
 /// rarely share a lock. Each lock is held for a map operation and a sled
 /// read, never across an await.
 const SHARDS: usize = 16;
 
-/// How often the applier flushes sled and releases applied journal
+/// How often the applier makes sled durable and releases applied journal
 /// segments: bounds how much journal is replayed after a crash.
 const RELEASE_EVERY: Duration = Duration::from_secs(1);
 
+/// How long the applier gathers events into one sled batch.
+const GATHER: Duration = Duration::from_millis(20);
+
 /// Most events applied into sled in one batch.
 const APPLY_BATCH: usize = 4096;
+
+/// Most events journaled but not yet applied into sled (about 64 MiB of
+/// 1 KiB events).
+pub const BACKLOG: usize = 65_536;
+
+/// First and longest wait before retrying a failed apply.
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// The ingest pipeline. Cheap to clone.
 #[derive(Clone)]
@@ -77,10 +98,18 @@ struct Inner {
     store: Store,
     pending: Vec<Mutex<HashMap<Key, watch::Sender<Pending>>>>,
     hasher: std::collections::hash_map::RandomState,
-    to_apply: mpsc::Sender<Vec<(u64, StoredEvent)>>,
-    /// Tells the applier to drain and stop: it cannot wait for the channel
-    /// to close, since it shares `Inner` (and so the sender) with us.
-    stop: tokio_util::sync::CancellationToken,
+    to_apply: mpsc::Sender<ToApplier>,
+    /// Permits for [`BACKLOG`]: taken when events are journaled, given
+    /// back when they are in sled.
+    backlog: Semaphore,
+    /// Set while applying into sled fails.
+    store_failing: AtomicBool,
+}
+
+enum ToApplier {
+    Records(Vec<Record>),
+    /// Apply everything queued, make it durable and stop.
+    Stop,
 }
 
 enum Taken {
@@ -91,7 +120,7 @@ enum Taken {
 
 impl Pipeline {
     /// Apply what the journal replayed into sled (so ingest can start from
-    /// a complete store), then start the applier task.
+    /// a complete store), then start the applier thread.
     ///
     /// Returns the pipeline and the applier's handle: await it after
     /// [`Pipeline::shutdown`] to know everything reached sled.
@@ -100,10 +129,14 @@ impl Pipeline {
         replay: Replay,
         store: Store,
     ) -> Result<(Self, tokio::task::JoinHandle<()>), PipelineError> {
-        let mut decoded = Vec::with_capacity(replay.records.len());
+        let mut records = Vec::with_capacity(replay.records.len());
         for (seq, bytes) in replay.records {
             match StoredEvent::decode(&bytes) {
-                Ok(e) => decoded.push((seq, e)),
+                Ok(e) => records.push(Record {
+                    seq,
+                    dedupe: dedupe_key(&e.source, &e.provider_id),
+                    bytes,
+                }),
                 // Checksummed, so this is a format bug, not a torn write:
                 // keep going with the rest and say so.
                 Err(e) => {
@@ -111,25 +144,34 @@ impl Pipeline {
                 }
             }
         }
-        for chunk in decoded.chunks(APPLY_BATCH) {
+        for chunk in records.chunks(APPLY_BATCH) {
             store.apply(chunk)?;
         }
-        let (tx, rx) = mpsc::channel(1024);
+        let (tx, rx) = mpsc::channel();
         let inner = Arc::new(Inner {
             journal: journal.clone(),
             store: store.clone(),
             pending: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: Default::default(),
             to_apply: tx,
-            stop: Default::default(),
+            backlog: Semaphore::new(BACKLOG),
+            store_failing: AtomicBool::new(false),
         });
+        let corrupt = !replay.corrupt_segments.is_empty();
+        if corrupt {
+            tracing::error!(
+                "the journal has a damaged segment: its segments are kept (not released) for inspection"
+            );
+        }
         let applier = Applier {
             inner: Arc::clone(&inner),
             watermark: replay.next_seq.saturating_sub(1),
             above: BTreeSet::new(),
             released: 0,
+            keep_journal: corrupt,
+            retry_wait: RETRY_FIRST,
         };
-        let handle = tokio::spawn(applier.run(rx));
+        let handle = tokio::task::spawn_blocking(move || applier.run(rx));
         Ok((Self { inner }, handle))
     }
 
@@ -142,21 +184,24 @@ impl Pipeline {
     /// each has. Returns only after the journal's sync.
     pub async fn accept(&self, events: Vec<StoredEvent>) -> Result<Vec<Accepted>, PipelineError> {
         let inner = &self.inner;
+        if inner.store_failing.load(Ordering::Relaxed) {
+            return Err(PipelineError::StoreFailing);
+        }
         let mut taken = Vec::with_capacity(events.len());
         let mut fresh = Vec::new();
         let mut fresh_keys = Vec::new();
         for event in events {
-            let key = (event.source.clone(), event.provider_id.clone());
+            let key = dedupe_key(&event.source, &event.provider_id);
             let mut shard = inner.shard(&key).lock().unwrap_or_else(|p| p.into_inner());
             if let Some(rx) = shard.get(&key).map(watch::Sender::subscribe) {
                 taken.push(Taken::Wait(rx));
-            } else if let Some(seq) = inner.store.find_duplicate(&key.0, &key.1)? {
+            } else if let Some(seq) = inner.store.find_duplicate_key(&key)? {
                 taken.push(Taken::Duplicate(seq));
             } else {
                 shard.insert(key.clone(), watch::channel(Pending::InFlight).0);
                 taken.push(Taken::New(fresh.len()));
                 fresh.push(event.encode());
-                fresh_keys.push((key, event));
+                fresh_keys.push(key);
             }
         }
 
@@ -168,22 +213,35 @@ impl Pipeline {
             // an `InFlight` entry forever and the applier's watermark stall.
             let inner = Arc::clone(&self.inner);
             let durable = tokio::spawn(async move {
-                match inner.journal.append(fresh).await {
-                    Ok(range) => {
-                        let mut applied = Vec::with_capacity(fresh_keys.len());
+                let appended = match inner.backlog.acquire_many(fresh.len() as u32).await {
+                    Ok(permits) => {
+                        // Given back by the applier once the events are in sled.
+                        permits.forget();
+                        inner.journal.append(fresh).await
+                    }
+                    Err(_) => Err(JournalError::Closed),
+                };
+                match appended {
+                    Ok((range, payloads)) => {
+                        let mut records = Vec::with_capacity(fresh_keys.len());
                         let mut seqs = Vec::with_capacity(fresh_keys.len());
-                        for (seq, (key, event)) in range.zip(fresh_keys) {
+                        for ((seq, key), bytes) in range.zip(fresh_keys).zip(payloads) {
                             inner.set(&key, Pending::Durable(seq));
-                            applied.push((seq, event));
+                            records.push(Record {
+                                seq,
+                                dedupe: key,
+                                bytes,
+                            });
                             seqs.push(seq);
                         }
-                        // Never dropped: if the applier is gone the server
-                        // is stopping, and replay applies these at next start.
-                        let _ = inner.to_apply.send(applied).await;
+                        // If the applier is gone the server is stopping, and
+                        // replay applies these at next start.
+                        let _ = inner.to_apply.send(ToApplier::Records(records));
                         Ok(seqs)
                     }
                     Err(e) => {
-                        for (key, _) in fresh_keys {
+                        inner.backlog.add_permits(fresh_keys.len());
+                        for key in fresh_keys {
                             inner.set(&key, Pending::Failed);
                             inner.remove_if(&key, |_| true);
                         }
@@ -226,28 +284,34 @@ impl Pipeline {
         Ok(out)
     }
 
+    /// Whether applying into sled is failing (readiness reports it).
+    pub fn store_failing(&self) -> bool {
+        self.inner.store_failing.load(Ordering::Relaxed)
+    }
+
     /// Stop taking events: finish the journal's queued appends, then let the
-    /// applier drain into sled and flush. An event journaled in the last
+    /// applier drain into sled and sync. An event journaled in the last
     /// instant but not yet handed over is replayed at the next start.
     pub async fn shutdown(&self) {
         self.inner.journal.shutdown().await;
-        self.inner.stop.cancel();
+        self.inner.backlog.close();
+        let _ = self.inner.to_apply.send(ToApplier::Stop);
     }
 }
 
 impl Inner {
-    fn shard(&self, key: &Key) -> &Mutex<HashMap<Key, watch::Sender<Pending>>> {
+    fn shard(&self, key: &[u8]) -> &Mutex<HashMap<Key, watch::Sender<Pending>>> {
         &self.pending[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
 
-    fn set(&self, key: &Key, state: Pending) {
+    fn set(&self, key: &[u8], state: Pending) {
         let shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = shard.get(key) {
             tx.send_replace(state);
         }
     }
 
-    fn remove_if(&self, key: &Key, pred: impl Fn(&Pending) -> bool) {
+    fn remove_if(&self, key: &[u8], pred: impl Fn(&Pending) -> bool) {
         let mut shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
         if shard.get(key).is_some_and(|tx| pred(&tx.borrow())) {
             shard.remove(key);
@@ -265,81 +329,89 @@ struct Applier {
     above: BTreeSet<u64>,
     /// The watermark last handed to the journal's release.
     released: u64,
+    /// The journal had a damaged segment: release nothing, keep it all.
+    keep_journal: bool,
+    /// How long to wait before the next retry of a failed apply.
+    retry_wait: Duration,
 }
 
 impl Applier {
-    async fn run(mut self, mut rx: mpsc::Receiver<Vec<(u64, StoredEvent)>>) {
-        let mut tick = tokio::time::interval(RELEASE_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let stop = self.inner.stop.clone();
+    fn run(mut self, rx: mpsc::Receiver<ToApplier>) {
+        let mut last_release = Instant::now();
+        let mut stopping = false;
+        while !stopping {
+            let wait = RELEASE_EVERY.saturating_sub(last_release.elapsed());
+            let mut batch = Vec::new();
+            match rx.recv_timeout(wait) {
+                Ok(ToApplier::Records(records)) => batch = records,
+                Ok(ToApplier::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => stopping = true,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            // Whatever else arrives in the next moments joins this batch:
+            // every sled batch seals and writes sled's log buffer (with a
+            // `sync_file_range`), so a batch per request would compete
+            // with the journal's `fdatasync` for the disk.
+            let gather_until = Instant::now() + GATHER;
+            while batch.len() < APPLY_BATCH && !stopping {
+                let left = gather_until.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(ToApplier::Records(more)) => batch.extend(more),
+                    Ok(ToApplier::Stop) => stopping = true,
+                    Err(_) => break,
+                }
+            }
+            if !batch.is_empty() {
+                self.apply_until_done(batch, stopping);
+            }
+            if stopping || last_release.elapsed() >= RELEASE_EVERY {
+                self.release();
+                last_release = Instant::now();
+            }
+        }
+    }
+
+    /// Apply `batch`, retrying with backoff while sled fails (ingest answers
+    /// 503 meanwhile). When stopping, one try: the journal keeps the events
+    /// for the next start.
+    fn apply_until_done(&mut self, batch: Vec<Record>, stopping: bool) {
         loop {
-            tokio::select! {
-                batch = rx.recv() => match batch {
-                    Some(batch) => self.apply_with_queued(batch, &mut rx),
-                    None => break,
-                },
-                _ = tick.tick() => self.release().await,
-                _ = stop.cancelled() => {
-                    while let Ok(batch) = rx.try_recv() {
-                        self.apply_with_queued(batch, &mut rx);
+            match self.inner.store.apply(&batch) {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, events = batch.len(), "applying events into sled failed; retrying");
+                    self.inner.store_failing.store(true, Ordering::Relaxed);
+                    if stopping {
+                        return;
                     }
-                    break;
+                    std::thread::sleep(self.retry_wait);
+                    self.retry_wait = (self.retry_wait * 2).min(RETRY_MAX);
                 }
             }
         }
-        self.release().await;
-    }
-
-    /// Apply `batch` and whatever else is queued, up to [`APPLY_BATCH`].
-    fn apply_with_queued(
-        &mut self,
-        mut batch: Vec<(u64, StoredEvent)>,
-        rx: &mut mpsc::Receiver<Vec<(u64, StoredEvent)>>,
-    ) {
-        while batch.len() < APPLY_BATCH {
-            match rx.try_recv() {
-                Ok(more) => batch.extend(more),
-                Err(_) => break,
-            }
+        if self.inner.store_failing.swap(false, Ordering::Relaxed) {
+            tracing::info!("applying events into sled works again");
         }
-        self.apply(batch);
-    }
-
-    fn apply(&mut self, batch: Vec<(u64, StoredEvent)>) {
-        if let Err(e) = self.inner.store.apply(&batch) {
-            // The events are durable in the journal; a restart replays them.
-            // Until then they stay in the pending map, so dedupe still holds.
-            tracing::error!(error = %e, events = batch.len(), "applying events into sled failed");
-            return;
-        }
-        for (seq, event) in batch {
-            let key = (event.source, event.provider_id);
-            self.inner.remove_if(&key, |s| *s == Pending::Durable(seq));
-            self.above.insert(seq);
+        self.retry_wait = RETRY_FIRST;
+        self.inner.backlog.add_permits(batch.len());
+        for r in batch {
+            self.inner.remove_if(&r.dedupe, |s| *s == Pending::Durable(r.seq));
+            self.above.insert(r.seq);
         }
         while self.above.remove(&(self.watermark + 1)) {
             self.watermark += 1;
         }
     }
 
-    async fn release(&mut self) {
-        if self.watermark == self.released {
+    /// Sync sled, then let the journal delete what sled now holds.
+    fn release(&mut self) {
+        if self.watermark == self.released || self.keep_journal {
             return;
         }
-        // sled's flush is not an fsync (see store.rs): a process crash
-        // cannot lose what it wrote, a power cut could. Segments are only
-        // released after it, and whole segments only (64 MiB by default).
-        if let Err(e) = self.inner.store.flush().await {
-            tracing::error!(error = %e, "flushing sled failed; keeping the journal");
+        if let Err(e) = self.inner.store.sync() {
+            tracing::error!(error = %e, "syncing sled failed; keeping the journal");
             return;
         }
-        if self
-            .inner
-            .journal
-            .release_through(self.watermark)
-            .await
-            .is_ok()
-        {
+        if self.inner.journal.release_through(self.watermark).is_ok() {
             self.released = self.watermark;
         }
     }

@@ -13,7 +13,7 @@ use crate::ingest::{Ingest, Readiness, Source};
 use crate::journal::{Journal, JournalConfig};
 use crate::pipeline::Pipeline;
 use crate::ratelimit::RateLimit;
-use crate::store::Store;
+use crate::store::{self, Store};
 use crate::verify::{Scheme, Secret};
 use crate::{admin, identify, ingest};
 use http::HeaderName;
@@ -63,11 +63,13 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
+    crate::allocator::tune();
     let sources = sources(&config)?;
     let data = &config.server.data_dir;
     std::fs::create_dir_all(data).map_err(|e| open_error("the data directory", e))?;
-    let db = sled::open(data.join("db")).map_err(|e| open_error("sled", e))?;
-    let store = Store::open(db.clone()).map_err(|e| open_error("the event store", e))?;
+    let db_dir = data.join("db");
+    let db = store::open_db(&db_dir).map_err(|e| open_error("sled", e))?;
+    let store = Store::open(db.clone(), Some(&db_dir)).map_err(|e| open_error("the event store", e))?;
     let journal_config = JournalConfig {
         sync: config.server.sync,
         ..JournalConfig::new(data.join("journal"))

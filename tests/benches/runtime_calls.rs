@@ -102,7 +102,7 @@ fn main() {
 }
 
 fn runtime(dir: &std::path::Path, metering: bool) -> Runtime {
-    let db = sled::open(dir.join("db")).expect("sled");
+    let db = hookhost::store::open_db(&dir.join("db")).expect("sled");
     let config = RuntimeConfig {
         metering,
         ..RuntimeConfig::new(dir)

@@ -59,7 +59,7 @@ impl Default for Harness {
 
 /// A runtime whose sled database and cache live in `dir`.
 pub fn runtime_in(dir: &std::path::Path, limits: KvLimits) -> Runtime {
-    let db = sled::open(dir.join("db")).expect("sled");
+    let db = hookhost::store::open_db(&dir.join("db")).expect("sled");
     Runtime::new(RuntimeConfig::new(dir), KvStore::new(db, limits)).expect("runtime")
 }
 
