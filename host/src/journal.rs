@@ -128,6 +128,7 @@ enum Command {
 #[derive(Clone)]
 pub struct Journal {
     tx: mpsc::Sender<Command>,
+    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 struct Segment {
@@ -186,6 +187,7 @@ impl Journal {
             .map_err(io_err(&current.path))?;
         let size = file.metadata().map_err(io_err(&current.path))?.len();
         let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let failed_flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer = Writer {
             config,
             closed: segments,
@@ -194,12 +196,19 @@ impl Journal {
             size,
             next_seq,
             failed: false,
+            failed_flag: failed_flag.clone(),
         };
         std::thread::Builder::new()
             .name("hookhost-journal".into())
             .spawn(move || writer.run(rx))
             .map_err(io_err(&dir))?;
-        Ok((Journal { tx }, replay))
+        Ok((
+            Journal {
+                tx,
+                failed: failed_flag,
+            },
+            replay,
+        ))
     }
 
     /// Append records and wait until they are durable (synced, unless sync
@@ -224,6 +233,12 @@ impl Journal {
         self.tx
             .blocking_send(Command::Release(seq))
             .map_err(|_| JournalError::Closed)
+    }
+
+    /// Whether a write or sync failed: every append is refused until a
+    /// restart (readiness reports it).
+    pub fn is_failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Finish every queued append, then stop the writer.
@@ -320,6 +335,8 @@ struct Writer {
     size: u64,
     next_seq: u64,
     failed: bool,
+    /// `failed`, seen by [`Journal::is_failed`].
+    failed_flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 type Reply = oneshot::Sender<Result<Appended, JournalError>>;
@@ -389,7 +406,7 @@ impl Writer {
                 }
                 Err(e) => {
                     tracing::error!(path = %self.current.path.display(), error = %e, "journal write failed; refusing appends until restart");
-                    self.failed = true;
+                    self.fail();
                     for (reply, _) in replies {
                         let _ = reply.send(Err(JournalError::Failed));
                     }
@@ -399,7 +416,7 @@ impl Writer {
         if !self.failed && self.size >= self.config.segment_bytes {
             if let Err(e) = self.roll() {
                 tracing::error!(error = %e, "could not start a new journal segment");
-                self.failed = true;
+                self.fail();
             }
         }
         if let Some(seq) = release {
@@ -410,6 +427,12 @@ impl Writer {
             return false;
         }
         true
+    }
+
+    fn fail(&mut self) {
+        self.failed = true;
+        self.failed_flag
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn roll(&mut self) -> Result<(), JournalError> {

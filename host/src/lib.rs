@@ -43,8 +43,8 @@
 //! ```
 
 pub mod access;
-pub mod allocator;
 pub mod admin;
+pub mod allocator;
 pub mod api;
 pub mod clock;
 pub mod config;

@@ -284,9 +284,17 @@ impl Pipeline {
         Ok(out)
     }
 
-    /// Whether applying into sled is failing (readiness reports it).
-    pub fn store_failing(&self) -> bool {
-        self.inner.store_failing.load(Ordering::Relaxed)
+    /// Why ingest cannot take events now, if it cannot: the journal failed
+    /// (until restart) or applying into sled is failing (until it works
+    /// again). Readiness reports it.
+    pub fn unhealthy(&self) -> Option<&'static str> {
+        if self.inner.journal.is_failed() {
+            Some("the journal failed after an I/O error; restart to recover")
+        } else if self.inner.store_failing.load(Ordering::Relaxed) {
+            Some("applying events into sled is failing")
+        } else {
+            None
+        }
     }
 
     /// Stop taking events: finish the journal's queued appends, then let the
@@ -394,7 +402,8 @@ impl Applier {
         self.retry_wait = RETRY_FIRST;
         self.inner.backlog.add_permits(batch.len());
         for r in batch {
-            self.inner.remove_if(&r.dedupe, |s| *s == Pending::Durable(r.seq));
+            self.inner
+                .remove_if(&r.dedupe, |s| *s == Pending::Durable(r.seq));
             self.above.insert(r.seq);
         }
         while self.above.remove(&(self.watermark + 1)) {

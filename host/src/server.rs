@@ -69,7 +69,8 @@ pub async fn run(
     std::fs::create_dir_all(data).map_err(|e| open_error("the data directory", e))?;
     let db_dir = data.join("db");
     let db = store::open_db(&db_dir).map_err(|e| open_error("sled", e))?;
-    let store = Store::open(db.clone(), Some(&db_dir)).map_err(|e| open_error("the event store", e))?;
+    let store =
+        Store::open(db.clone(), Some(&db_dir)).map_err(|e| open_error("the event store", e))?;
     let journal_config = JournalConfig {
         sync: config.server.sync,
         ..JournalConfig::new(data.join("journal"))

@@ -113,11 +113,13 @@ impl Store {
         // journal's `fdatasync` for the disk. Atomicity is not needed:
         // the journal is replayed (idempotently) until sled is synced.
         for r in records {
-            self.events.insert(r.seq.to_be_bytes(), r.bytes.as_slice())?;
+            self.events
+                .insert(r.seq.to_be_bytes(), r.bytes.as_slice())?;
             match self.dedupe.get(&r.dedupe)?.and_then(|v| seq_of(&v)) {
                 Some(first) if first <= r.seq => {}
                 _ => {
-                    self.dedupe.insert(r.dedupe.as_slice(), &r.seq.to_be_bytes())?;
+                    self.dedupe
+                        .insert(r.dedupe.as_slice(), &r.seq.to_be_bytes())?;
                 }
             }
         }
@@ -213,14 +215,20 @@ mod tests {
     #[test]
     fn sync_fsyncs_the_data_file_of_an_on_disk_store() {
         let dir = tempfile::tempdir().expect("tmp");
-        let store = Store::open(open_db(dir.path()).expect("open"), Some(dir.path())).expect("store");
-        store.apply(&[Record::new(1, &event("gh", "a"))]).expect("apply");
+        let store =
+            Store::open(open_db(dir.path()).expect("open"), Some(dir.path())).expect("store");
+        store
+            .apply(&[Record::new(1, &event("gh", "a"))])
+            .expect("apply");
         store.sync().expect("sync");
         let missing = Store::open(
             sled::Config::new().temporary(true).open().expect("sled"),
             Some(&dir.path().join("nowhere")),
         )
         .expect("store");
-        assert!(missing.sync().is_err(), "a data file that is not there is an error, not a silent success");
+        assert!(
+            missing.sync().is_err(),
+            "a data file that is not there is an error, not a silent success"
+        );
     }
 }
