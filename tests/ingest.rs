@@ -465,8 +465,13 @@ async fn ingest_answers_503_until_the_journal_is_replayed() {
     let body = b"{}".to_vec();
     let h = hmac_headers(&body, Some("pre-7"));
     let mut statuses = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
-        // (An error means the listener is not up yet: try again.)
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        assert!(!server.task.is_finished(), "the server stopped");
+        // Readiness only ever turns on: once `/readyz` said ready, ingest
+        // must take events. (An error means the listener is not up yet.)
+        let ready_before = c.get(admin_addr, "/readyz").await.map(|a| a.status);
         if let Ok(a) = c.webhook(ingest_addr, "small", &h, body.clone()).await {
             statuses.push(a.status);
             if a.status == 200 {
@@ -476,12 +481,8 @@ async fn ingest_answers_503_until_the_journal_is_replayed() {
             }
             assert_error(&a, 503, "unavailable");
             assert!(a.headers.get("retry-after").is_some());
-            assert_eq!(
-                c.get(admin_addr, "/readyz").await.expect("readyz").status,
-                503
-            );
+            assert_eq!(ready_before, Ok(503), "ready, yet ingest answered 503");
         }
-        assert!(statuses.len() < 100_000, "never ready");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     assert_eq!(statuses.first(), Some(&503), "answered 503 while replaying");
@@ -568,6 +569,14 @@ struct Child {
     ingest: SocketAddr,
 }
 
+impl Drop for Child {
+    /// A failing test must not leave a server running.
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
 async fn spawn_child(config: &std::path::Path, dir: &std::path::Path) -> Child {
     let addr_file = dir.join("child-addrs");
     let _ = std::fs::remove_file(&addr_file);
@@ -635,7 +644,12 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_event() {
         }));
     }
     // Kill it mid-burst, with requests in flight.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while acked.lock().expect("lock").len() < 2000 {
+        assert!(
+            std::time::Instant::now() < deadline && !senders.iter().all(|s| s.is_finished()),
+            "the burst stalled before 2000 acknowledgements"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     child.process.kill().expect("SIGKILL");

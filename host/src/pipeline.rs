@@ -22,7 +22,7 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{oneshot, watch, Semaphore};
 
 /// How one event of a request was taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +49,9 @@ pub enum PipelineError {
     /// The original of a duplicate failed to become durable.
     #[error("an earlier copy of this event is being stored and failed; retry")]
     OriginalFailed,
+    /// The applier thread could not be started.
+    #[error("starting the applier thread: {0}")]
+    Thread(std::io::Error),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +94,10 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct Pipeline {
     inner: Arc<Inner>,
+    /// Kept out of [`Inner`], which the applier holds too: once every
+    /// pipeline handle is gone the channel closes and the applier stops
+    /// (a runtime shutting down waits for it).
+    to_apply: mpsc::Sender<ToApplier>,
 }
 
 struct Inner {
@@ -98,7 +105,6 @@ struct Inner {
     store: Store,
     pending: Vec<Mutex<HashMap<Key, watch::Sender<Pending>>>>,
     hasher: std::collections::hash_map::RandomState,
-    to_apply: mpsc::Sender<ToApplier>,
     /// Permits for [`BACKLOG`]: taken when events are journaled, given
     /// back when they are in sled.
     backlog: Semaphore,
@@ -122,13 +128,13 @@ impl Pipeline {
     /// Apply what the journal replayed into sled (so ingest can start from
     /// a complete store), then start the applier thread.
     ///
-    /// Returns the pipeline and the applier's handle: await it after
+    /// Returns the pipeline and the applier's end: await it after
     /// [`Pipeline::shutdown`] to know everything reached sled.
     pub fn start(
         journal: Journal,
         replay: Replay,
         store: Store,
-    ) -> Result<(Self, tokio::task::JoinHandle<()>), PipelineError> {
+    ) -> Result<(Self, oneshot::Receiver<()>), PipelineError> {
         let mut records = Vec::with_capacity(replay.records.len());
         for (seq, bytes) in replay.records {
             match StoredEvent::decode(&bytes) {
@@ -153,7 +159,6 @@ impl Pipeline {
             store: store.clone(),
             pending: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: Default::default(),
-            to_apply: tx,
             backlog: Semaphore::new(BACKLOG),
             store_failing: AtomicBool::new(false),
         });
@@ -171,8 +176,24 @@ impl Pipeline {
             keep_journal: corrupt,
             retry_wait: RETRY_FIRST,
         };
-        let handle = tokio::task::spawn_blocking(move || applier.run(rx));
-        Ok((Self { inner }, handle))
+        // A thread of its own rather than the runtime's blocking pool: a
+        // runtime being dropped waits for its blocking tasks, and the
+        // applier may be retrying a failing store.
+        let (done, applied) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("hookhost-applier".into())
+            .spawn(move || {
+                applier.run(rx);
+                let _ = done.send(());
+            })
+            .map_err(PipelineError::Thread)?;
+        Ok((
+            Self {
+                inner,
+                to_apply: tx,
+            },
+            applied,
+        ))
     }
 
     /// The store events are applied into.
@@ -212,6 +233,7 @@ impl Pipeline {
             // to the applier must still complete, or copies would wait on
             // an `InFlight` entry forever and the applier's watermark stall.
             let inner = Arc::clone(&self.inner);
+            let to_apply = self.to_apply.clone();
             let durable = tokio::spawn(async move {
                 let appended = match inner.backlog.acquire_many(fresh.len() as u32).await {
                     Ok(permits) => {
@@ -236,7 +258,7 @@ impl Pipeline {
                         }
                         // If the applier is gone the server is stopping, and
                         // replay applies these at next start.
-                        let _ = inner.to_apply.send(ToApplier::Records(records));
+                        let _ = to_apply.send(ToApplier::Records(records));
                         Ok(seqs)
                     }
                     Err(e) => {
@@ -303,7 +325,7 @@ impl Pipeline {
     pub async fn shutdown(&self) {
         self.inner.journal.shutdown().await;
         self.inner.backlog.close();
-        let _ = self.inner.to_apply.send(ToApplier::Stop);
+        let _ = self.to_apply.send(ToApplier::Stop);
     }
 }
 

@@ -140,6 +140,9 @@ impl Answer {
     }
 }
 
+/// Longest a test waits for one answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A keep-alive HTTP/1.1 client.
 #[derive(Clone)]
 pub struct HttpClient {
@@ -182,14 +185,20 @@ impl HttpClient {
         let req = req
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| e.to_string())?;
-        let res = self.client.request(req).await.map_err(|e| e.to_string())?;
-        let (parts, body) = res.into_parts();
-        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-        Ok(Answer {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body,
-        })
+        // A server that stops answering fails the test instead of hanging it.
+        let exchange = async {
+            let res = self.client.request(req).await.map_err(|e| e.to_string())?;
+            let (parts, body) = res.into_parts();
+            let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+            Ok(Answer {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body,
+            })
+        };
+        tokio::time::timeout(ANSWER_TIMEOUT, exchange)
+            .await
+            .map_err(|_| format!("no answer from {addr}{path} within {ANSWER_TIMEOUT:?}"))?
     }
 
     /// `GET path`.
