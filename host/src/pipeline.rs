@@ -377,14 +377,16 @@ impl Applier {
                 Ok(ToApplier::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => stopping = true,
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
-            // Whatever else arrives in the next moments joins this batch:
-            // every sled batch seals and writes sled's log buffer (with a
-            // `sync_file_range`), so a batch per request would compete
-            // with the journal's `fdatasync` for the disk.
-            let gather_until = Instant::now() + GATHER;
+            // Whatever else arrives in the next moments joins this batch.
+            // Sleep through them rather than wait on the channel: every
+            // request hands over its own records, and waking for each cost
+            // a context switch per request (~6k/s under load) on both
+            // sides; a sleeping receiver makes a send a plain push.
+            if !batch.is_empty() && !stopping {
+                std::thread::sleep(GATHER);
+            }
             while batch.len() < APPLY_BATCH && !stopping {
-                let left = gather_until.saturating_duration_since(Instant::now());
-                match rx.recv_timeout(left) {
+                match rx.try_recv() {
                     Ok(ToApplier::Records(more)) => batch.extend(more),
                     Ok(ToApplier::Stop) => stopping = true,
                     Err(_) => break,
