@@ -75,17 +75,17 @@ pub fn identify(
         ),
         Scheme::Github => {
             let event = required(headers, "x-github-event")?;
-            let kind = match json(body).ok().and_then(|v| str_at(&v, "/action")) {
+            let kind = match top_level(body).ok().and_then(|t| text(t.action)) {
                 Some(action) => format!("{event}.{action}"),
                 None => event,
             };
             (required(headers, "x-github-delivery")?, kind)
         }
         Scheme::Stripe => {
-            let v = json(body)?;
+            let top = top_level(body)?;
             (
-                str_at(&v, "/id").ok_or(IdentifyError::MissingField("id"))?,
-                str_at(&v, "/type").ok_or(IdentifyError::MissingField("type"))?,
+                text(top.id).ok_or(IdentifyError::MissingField("id"))?,
+                text(top.kind).ok_or(IdentifyError::MissingField("type"))?,
             )
         }
         Scheme::Shopify => (
@@ -197,14 +197,37 @@ fn str_at(v: &serde_json::Value, pointer: &str) -> Option<String> {
     v.pointer(pointer)?.as_str().map(str::to_owned)
 }
 
+/// The top-level fields schemes take an id or kind from, left unparsed:
+/// reading only these (instead of building the whole document as a
+/// `serde_json::Value`) spares an allocation per string and map in the
+/// body on every request.
+#[derive(serde::Deserialize)]
+struct TopLevel<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    action: Option<&'a RawValue>,
+}
+
+/// The body's top-level fields, when it is a JSON object.
+fn top_level(body: &[u8]) -> Result<TopLevel<'_>, IdentifyError> {
+    // A derived struct would also take an array, field by position.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(IdentifyError::NotJson("not a JSON object".into()));
+    }
+    serde_json::from_slice(body).map_err(|e| IdentifyError::NotJson(e.to_string()))
+}
+
+/// A field's value when it is a JSON string.
+fn text(raw: Option<&RawValue>) -> Option<String> {
+    serde_json::from_str(raw?.get()).ok()
+}
+
 /// The body's top-level `type`, when the body is a JSON object with one.
 fn json_type(body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Typed {
-        #[serde(rename = "type")]
-        kind: Option<String>,
-    }
-    serde_json::from_slice::<Typed>(body).ok()?.kind
+    text(top_level(body).ok()?.kind)
 }
 
 fn sha256_hex(body: &[u8]) -> String {
@@ -297,6 +320,36 @@ mod tests {
             (
                 id(Scheme::Stripe, &[], r#"{"type":"invoice.paid"}"#),
                 Err(IdentifyError::MissingField("id")),
+            ),
+            (
+                // Only strings count; nested and later fields are skipped.
+                id(
+                    Scheme::Stripe,
+                    &[],
+                    r#" {"id":7,"data":{"id":"x","type":"y"},"type":"t"}"#,
+                ),
+                Err(IdentifyError::MissingField("id")),
+            ),
+            (
+                id(
+                    Scheme::Stripe,
+                    &[],
+                    r#"{"data":{"object":[1,{"id":"no"}]},"type":"a\u002eb","id":"evt_\"2"}"#,
+                ),
+                ok("evt_\"2", "a.b"),
+            ),
+            (
+                // An array is no object, even with strings in the right places.
+                id(Scheme::Stripe, &[], r#"["evt_1","invoice.paid"]"#),
+                Err(IdentifyError::NotJson("not a JSON object".into())),
+            ),
+            (
+                id(
+                    Scheme::Github,
+                    &[("x-github-delivery", "d3"), ("x-github-event", "issues")],
+                    r#"{"action":{"nested":"opened"}}"#,
+                ),
+                ok("d3", "issues"),
             ),
             (
                 id(
