@@ -435,9 +435,13 @@ impl Applier {
         }
     }
 
-    /// Sync sled, then let the journal delete what sled now holds.
+    /// Sync sled, then let the journal delete what sled now holds (with
+    /// nothing new to release, sync only what else was written).
     fn release(&mut self) {
         if self.watermark == self.released || self.keep_journal {
+            if let Err(e) = self.inner.store.sync_if_written() {
+                tracing::error!(error = %e, "syncing sled failed");
+            }
             return;
         }
         if let Err(e) = self.inner.store.sync() {

@@ -164,6 +164,23 @@ impl Store {
     /// segments are only released after this. Blocking.
     pub fn sync(&self) -> Result<(), StoreError> {
         self.db.flush()?;
+        self.fsync()
+    }
+
+    /// Like [`Store::sync`], but skip the `fsync` when sled had nothing
+    /// buffered: what the applier runs each second while no events arrive,
+    /// so writes that do not come through the journal (plugins' key-value
+    /// state shares this database, and sled's own background flush is off)
+    /// still reach the disk, and an idle server does not sync the disk
+    /// every second. Returns whether it synced.
+    pub fn sync_if_written(&self) -> Result<bool, StoreError> {
+        if self.db.flush()? == 0 {
+            return Ok(false);
+        }
+        self.fsync().map(|()| true)
+    }
+
+    fn fsync(&self) -> Result<(), StoreError> {
         if let Some(path) = &self.data_file {
             std::fs::File::open(path)
                 .and_then(|f| f.sync_all())
@@ -221,6 +238,12 @@ mod tests {
             .apply(&[Record::new(1, &event("gh", "a"))])
             .expect("apply");
         store.sync().expect("sync");
+        assert!(!store.sync_if_written().expect("idle"), "nothing new");
+        store
+            .apply(&[Record::new(2, &event("gh", "b"))])
+            .expect("apply");
+        assert!(store.sync_if_written().expect("sync"), "one new event");
+        assert!(!store.sync_if_written().expect("idle"), "nothing new");
         let missing = Store::open(
             sled::Config::new().temporary(true).open().expect("sled"),
             Some(&dir.path().join("nowhere")),
