@@ -1,6 +1,7 @@
-//! Ingest over real HTTP against the real server on port 0: every row of
-//! the contract's status table, dedupe, split, durability across a drain, a
-//! torn journal tail, and a SIGKILL in the middle of a burst.
+//! Ingest over real HTTP against the real server on port 0: every row of the
+//! contract's status table, JSON errors for bad paths and unknown routes,
+//! dedupe, split, durability across a drain, a torn journal tail, and a
+//! SIGKILL in the middle of a burst.
 
 use hookhost_tests::server::{
     github_headers, hmac_sha256, now_s, standard_headers, wait_ready, write_config, HttpClient,
@@ -432,6 +433,50 @@ async fn split_batches_slack_handshakes_and_concurrent_copies() {
         ),
         ("small", "copy-1", "webhook")
     );
+}
+
+#[tokio::test]
+async fn bad_paths_unknown_routes_and_methods_answer_json() {
+    let (_dir, s, c) = start().await;
+    let post = |addr, path: &'static str| {
+        let c = c.clone();
+        async move { c.send("POST", addr, path, &[], b"{}".to_vec()).await }
+    };
+    // Not percent-encoded UTF-8: axum's own answer would be plain text.
+    let a = post(s.ingest, "/webhooks/%FF").await.expect("send");
+    assert_error(&a, 400, "bad_path");
+    let a = post(s.ingest, "/webhooks/%C3%28").await.expect("send");
+    assert_error(&a, 400, "bad_path");
+    assert_error(
+        &post(s.ingest, "/webhooks/github/extra")
+            .await
+            .expect("send"),
+        404,
+        "not_found",
+    );
+    assert_error(&post(s.ingest, "/").await.expect("send"), 404, "not_found");
+    let put = c
+        .send("PUT", s.ingest, "/webhooks/github", &[], vec![])
+        .await
+        .expect("send");
+    assert_error(&put, 405, "method_not_allowed");
+    // The admin listener too.
+    assert_error(
+        &c.get(s.admin, "/nope").await.expect("send"),
+        404,
+        "not_found",
+    );
+    assert_error(
+        &post(s.admin, "/readyz").await.expect("send"),
+        405,
+        "method_not_allowed",
+    );
+    let ready = c.get(s.admin, "/readyz").await.expect("readyz");
+    assert_eq!(
+        (ready.status, ready.json()["ready"].clone()),
+        (200, true.into())
+    );
+    s.stop().await.expect("clean stop");
 }
 
 #[tokio::test]

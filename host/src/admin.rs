@@ -1,8 +1,10 @@
 //! The admin listener. For now `/healthz` (the process answers) and
 //! `/readyz` (ingest takes requests: the journal is replayed and the server
 //! is not draining); the admin API proper joins it here. Both stay open
-//! without a token, as the contract says.
+//! without a token, as the contract says. Every error, unknown routes and
+//! other methods included, is the contract's JSON error body.
 
+use crate::api::ApiError;
 use crate::ingest::Readiness;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -31,4 +33,12 @@ pub fn router(readiness: Arc<Readiness>) -> Router {
                 }
             }),
         )
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "use GET",
+            )
+        })
 }

@@ -1,11 +1,12 @@
 //! `POST /webhooks/{source}`: the front door.
 //!
-//! In order, as the contract lists it: readiness, source lookup, client
-//! allowlist, body size (decided while reading), signature over the raw
-//! bytes, rate limit (verified requests only), Slack's URL handshake, event
-//! id and kind, then [`Pipeline::accept`], which answers only once the event
-//! is durable. No plugin runs here and nothing a client sends can panic or
-//! produce a 500.
+//! In order, as the contract lists it: readiness (replayed, not draining),
+//! source lookup, client allowlist, body size (decided while reading),
+//! signature over the raw bytes, rate limit (verified requests only),
+//! Slack's URL handshake, event id and kind, then [`Pipeline::accept`],
+//! which answers only once the event is durable. No plugin runs here and
+//! nothing a client sends can panic or produce a 500: every refusal is the
+//! contract's JSON error body.
 
 use crate::access;
 use crate::api::ApiError;
@@ -16,7 +17,8 @@ use crate::pipeline::{Pipeline, PipelineError};
 use crate::ratelimit::RateLimit;
 use crate::verify::{self, Scheme, Secret};
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -118,7 +120,8 @@ const KEPT_HEADERS: [&str; 14] = [
     "x-hub-signature-256",
 ];
 
-/// The ingest routes.
+/// The ingest routes. Every answer that is not a success is the JSON error
+/// body, unknown routes (404) and other methods (405) included.
 pub fn router(ingest: Arc<Ingest>) -> Router {
     Router::new()
         .route(
@@ -137,10 +140,9 @@ pub fn router(ingest: Arc<Ingest>) -> Router {
 
 async fn receive(
     State(ingest): State<Arc<Ingest>>,
-    Path(name): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let (true, Some(pipeline)) = (ingest.readiness.is_ready(), ingest.pipeline.get()) else {
         return Err(ApiError::unavailable(
@@ -148,6 +150,14 @@ async fn receive(
             "starting or shutting down; retry",
         ));
     };
+    // axum's own rejection is plain text; the contract wants JSON.
+    let Path(name) = path.map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+            "the source name in the path is not valid percent-encoded UTF-8",
+        )
+    })?;
     let Ok(_permit) = ingest.in_flight.try_acquire() else {
         return Err(ApiError::unavailable(
             "overloaded",
@@ -162,6 +172,8 @@ async fn receive(
         )
     })?;
 
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     let client = access::client_ip(peer.ip(), &headers, &ingest.trusted_proxies);
     if !access::allowed(client, &source.allow_ips) {
         return Err(ApiError::new(
