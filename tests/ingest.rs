@@ -1,16 +1,18 @@
 //! Ingest over real HTTP against the real server on port 0: every row of the
 //! contract's status table, JSON errors for bad paths and unknown routes,
-//! dedupe, split, durability across a drain, a torn journal tail, and a
-//! SIGKILL in the middle of a burst.
+//! dedupe, split, clients that stall or trickle, durability across a drain,
+//! a torn journal tail, and a SIGKILL in the middle of a burst.
 
 use hookhost_tests::server::{
-    github_headers, hmac_sha256, now_s, standard_headers, wait_ready, write_config, HttpClient,
-    TestServer,
+    github_headers, hmac_sha256, now_s, parse_raw_answer, read_until_closed, standard_headers,
+    wait_ready, write_config, HttpClient, TestServer,
 };
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 const GITHUB_SECRET: &str = "It's a Secret to Everybody";
 const HMAC_SECRET: &str = "s3cret";
@@ -98,6 +100,29 @@ fn assert_error(a: &hookhost_tests::server::Answer, status: u16, code: &str) {
             "error message leaks a secret: {message}"
         );
     }
+}
+
+/// A raw request's bytes: `head` lines, then the body as given.
+fn raw_request(head: &[&str], body: &[u8]) -> Vec<u8> {
+    let mut out = head.join("\r\n").into_bytes();
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+/// The JSON error body of a raw answer, checked for status and code.
+fn assert_raw_error(bytes: &[u8], status: u16, code: &str) {
+    let (got, head, body) = parse_raw_answer(bytes)
+        .unwrap_or_else(|| panic!("not an HTTP answer: {:?}", String::from_utf8_lossy(bytes)));
+    assert_eq!(got, status, "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON error body");
+    assert_eq!(v["error"], code, "{v}");
+    assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
 }
 
 async fn start() -> (tempfile::TempDir, TestServer, HttpClient) {
@@ -477,6 +502,169 @@ async fn bad_paths_unknown_routes_and_methods_answer_json() {
         (200, true.into())
     );
     s.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn a_stalled_body_gets_408_and_frees_its_slot() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // One request in flight at a time: the stalled one holds the only slot.
+    let config = write_config(
+        dir.path(),
+        &CONFIG.replace("[server]\n", "[server]\nmax_connections = 1\n"),
+    );
+    let timeout = Duration::from_secs(2);
+    let s = TestServer::start_with(&config, |c| c.server.body_read_timeout = timeout).await;
+    let c = HttpClient::new();
+
+    // Headers, then 10 of the 100 bytes announced, then nothing.
+    let mut stalled = TcpStream::connect(s.ingest).await.expect("connect");
+    stalled
+        .write_all(&raw_request(
+            &[
+                "POST /webhooks/small HTTP/1.1",
+                "host: test",
+                "content-length: 100",
+                "x-webhook-signature: sha256=00",
+            ],
+            b"0123456789",
+        ))
+        .await
+        .expect("write");
+    let sent = Instant::now();
+
+    // While it stalls, the slot is taken (so freeing it below means something).
+    let mut n = 0;
+    loop {
+        assert!(
+            sent.elapsed() < timeout,
+            "the stalled request never took the slot"
+        );
+        let body = format!("{{\"n\":{n}}}").into_bytes();
+        n += 1;
+        let a = c
+            .webhook(s.ingest, "small", &hmac_headers(&body, None), body)
+            .await
+            .expect("send");
+        if a.status == 503 {
+            assert_error(&a, 503, "overloaded");
+            break;
+        }
+        assert_eq!(a.status, 200, "{:?}", a.body);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let answer = read_until_closed(&mut stalled, timeout + Duration::from_secs(10))
+        .await
+        .expect("the server gives up on the body and closes");
+    let waited = sent.elapsed();
+    assert_raw_error(&answer, 408, "body_timeout");
+    assert!(
+        waited >= timeout - Duration::from_millis(200),
+        "answered after {waited:?}, before the body deadline"
+    );
+
+    // The slot is free again.
+    let body = b"{\"after\":1}".to_vec();
+    let a = c
+        .webhook(s.ingest, "small", &hmac_headers(&body, None), body)
+        .await
+        .expect("send");
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    s.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn slow_headers_are_cut_off_on_both_listeners() {
+    let (dir, config) = {
+        let dir = tempfile::tempdir().expect("tmp");
+        let config = write_config(dir.path(), CONFIG);
+        (dir, config)
+    };
+    let timeout = Duration::from_secs(1);
+    let s = TestServer::start_with(&config, |c| c.server.header_read_timeout = timeout).await;
+    let bound = timeout + Duration::from_secs(5);
+
+    // Half a request's headers, then nothing: a JSON 408, then closed.
+    for addr in [s.ingest, s.admin] {
+        let mut conn = TcpStream::connect(addr).await.expect("connect");
+        conn.write_all(b"POST /webhooks/small HTTP/1.1\r\nhost: test\r\n")
+            .await
+            .expect("write");
+        let started = Instant::now();
+        let answer = read_until_closed(&mut conn, bound)
+            .await
+            .expect("closed after the header deadline");
+        assert_raw_error(&answer, 408, "header_timeout");
+        assert!(
+            started.elapsed() >= timeout - Duration::from_millis(200),
+            "cut off after {:?}, before the deadline",
+            started.elapsed()
+        );
+    }
+
+    // Connected, sending nothing: closed, silently.
+    let mut idle = TcpStream::connect(s.admin).await.expect("connect");
+    let answer = read_until_closed(&mut idle, bound)
+        .await
+        .expect("an idle connection is closed");
+    assert!(answer.is_empty(), "{:?}", String::from_utf8_lossy(&answer));
+
+    // Slowloris: a header byte every 100 ms, never finishing. Data keeps
+    // arriving, yet the connection is closed at the deadline.
+    let conn = TcpStream::connect(s.ingest).await.expect("connect");
+    let (mut read, mut write) = conn.into_split();
+    let trickle = tokio::spawn(async move {
+        if write
+            .write_all(b"POST /webhooks/small HTTP/1.1\r\nx-slow: ")
+            .await
+            .is_err()
+        {
+            return;
+        }
+        for _ in 0..200 {
+            if write.write_all(b"a").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let started = Instant::now();
+    read_until_closed(&mut read, bound)
+        .await
+        .expect("a trickling client is cut off");
+    assert!(started.elapsed() >= timeout - Duration::from_millis(200));
+    trickle.abort();
+
+    // A kept-alive connection gets a fresh deadline for each request.
+    let mut conn = TcpStream::connect(s.admin).await.expect("connect");
+    for _ in 0..3 {
+        tokio::time::sleep(timeout / 2).await;
+        conn.write_all(b"GET /healthz HTTP/1.1\r\nhost: test\r\n\r\n")
+            .await
+            .expect("write");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while parse_raw_answer(&got).is_none() {
+            let n = tokio::time::timeout(bound, conn.read(&mut buf))
+                .await
+                .expect("an answer in time")
+                .expect("read");
+            assert!(n > 0, "closed while a request was pending");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(parse_raw_answer(&got).map(|a| a.0), Some(200));
+    }
+
+    // Everyone else is served as usual.
+    let c = HttpClient::new();
+    let body = b"{}".to_vec();
+    let a = c
+        .webhook(s.ingest, "small", &hmac_headers(&body, Some("ok")), body)
+        .await
+        .expect("send");
+    assert_eq!(a.status, 200);
+    s.stop().await.expect("clean stop");
+    drop(dir);
 }
 
 #[tokio::test]

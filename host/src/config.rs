@@ -21,6 +21,7 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -66,6 +67,20 @@ const DEFAULT_SIGNATURE_HEADER: &str = "X-Webhook-Signature";
 const DEFAULT_ID_HEADER: &str = "X-Webhook-Id";
 /// Longest source or plugin name: it is a URL segment and a file name.
 const MAX_NAME_LEN: usize = 64;
+
+/// How long a client may take to send a request's headers, on either
+/// listener (an idle keep-alive connection gets as long for its next
+/// request). Without it a slowloris client holds a connection forever by
+/// trickling header bytes. 30 s is hyper's own default and far more than any
+/// webhook provider needs. Not a config key: DESIGN.md names none.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a client may take to send a request's body once its headers are
+/// in (408 after it). Without it a client that stalls mid-body holds a
+/// connection and an ingest slot forever. 30 s moves the 1 MiB default body
+/// at about 35 KB/s, far below any provider's uplink. Not a config key:
+/// DESIGN.md names none.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Limits shared by `[defaults]` and `[plugin.NAME]`: (key, min, max).
 /// An hour bounds the wall clock one call may hold a worker; 1 GiB bounds
@@ -169,6 +184,12 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// How long shutdown waits for in-flight requests and plugin calls.
     pub shutdown_grace_ms: u64,
+    /// Deadline for a request's headers ([`HEADER_READ_TIMEOUT`]). Not read
+    /// from the config file; embedders and tests may shorten it.
+    pub header_read_timeout: Duration,
+    /// Deadline for a request's body ([`BODY_READ_TIMEOUT`]). Not read from
+    /// the config file; embedders and tests may shorten it.
+    pub body_read_timeout: Duration,
 }
 
 /// A source's signature scheme, as written in `scheme = "..."`. Named apart
@@ -741,6 +762,8 @@ fn resolve_server(raw: ServerLayer, env: &[(String, String)]) -> Result<ServerCo
         sync: required(raw.sync, "server.sync")?,
         max_connections,
         shutdown_grace_ms: required(raw.shutdown_grace_ms, "server.shutdown_grace_ms")?,
+        header_read_timeout: HEADER_READ_TIMEOUT,
+        body_read_timeout: BODY_READ_TIMEOUT,
     })
 }
 
@@ -1273,6 +1296,8 @@ secrets = { api_key = "env:BILLING_API_KEY" }
         assert!(s.sync);
         assert_eq!(s.max_connections, 4096);
         assert_eq!(s.shutdown_grace_ms, 10_000);
+        assert_eq!(s.header_read_timeout, HEADER_READ_TIMEOUT);
+        assert_eq!(s.body_read_timeout, BODY_READ_TIMEOUT);
 
         assert_eq!(config.sources.len(), 1);
         let demo = &config.sources[0];

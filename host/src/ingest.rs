@@ -1,12 +1,12 @@
 //! `POST /webhooks/{source}`: the front door.
 //!
 //! In order, as the contract lists it: readiness (replayed, not draining),
-//! source lookup, client allowlist, body size (decided while reading),
-//! signature over the raw bytes, rate limit (verified requests only),
-//! Slack's URL handshake, event id and kind, then [`Pipeline::accept`],
-//! which answers only once the event is durable. No plugin runs here and
-//! nothing a client sends can panic or produce a 500: every refusal is the
-//! contract's JSON error body.
+//! source lookup, client allowlist, body size (decided while reading, within
+//! a deadline), signature over the raw bytes, rate limit (verified requests
+//! only), Slack's URL handshake, event id and kind, then
+//! [`Pipeline::accept`], which answers only once the event is durable. No
+//! plugin runs here and nothing a client sends can panic or produce a 500:
+//! every refusal is the contract's JSON error body.
 
 use crate::access;
 use crate::api::ApiError;
@@ -19,7 +19,7 @@ use crate::verify::{self, Scheme, Secret};
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -94,6 +94,9 @@ pub struct Ingest {
     /// Requests being handled at once; past it, 503 instead of unbounded
     /// memory.
     pub in_flight: Semaphore,
+    /// How long a request's body may take to arrive once its headers are in
+    /// (then 408): a stalled client must not keep its `in_flight` slot.
+    pub body_read_timeout: Duration,
 }
 
 /// An oversized body is read on and discarded up to this many times the
@@ -183,7 +186,13 @@ async fn receive(
         ));
     }
 
-    let body = read_limited(body, &headers, source.max_body_bytes).await?;
+    let body = read_limited(
+        body,
+        &headers,
+        source.max_body_bytes,
+        ingest.body_read_timeout,
+    )
+    .await?;
 
     let now_s = (clock::now_ms() / 1000) as i64;
     verify::verify(
@@ -253,9 +262,23 @@ async fn receive(
     Ok(Json(answer).into_response())
 }
 
-/// Read the body, refusing it once it passes `limit`. The excess is read
-/// and dropped (bounded) before the 413, so the client sees the answer.
-async fn read_limited(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<u8>, ApiError> {
+/// How a body read stopped short of the whole body.
+enum Cut {
+    /// The body passed the limit after this many bytes.
+    TooLarge(usize),
+    /// The connection broke mid-body.
+    Broken,
+}
+
+/// Read the body within `timeout` (408 after it), refusing it once it
+/// passes `limit` (413). The excess is read and dropped (bounded) before the
+/// 413, so the client sees the answer.
+async fn read_limited(
+    mut body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, ApiError> {
     let too_large = || ApiError {
         close: true,
         ..ApiError::new(
@@ -265,32 +288,59 @@ async fn read_limited(body: Body, headers: &HeaderMap, limit: usize) -> Result<V
         )
     };
     let declared = headers
-        .get("content-length")
+        .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let mut body = body;
-    let mut out = Vec::with_capacity(declared.map_or(8192, |n| n.min(limit as u64) as usize));
     if declared.is_some_and(|n| n > limit as u64) {
         drain(body, 0, limit).await;
         return Err(too_large());
     }
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_body",
-                "could not read the request body",
-            )
-        })?;
-        if let Ok(data) = frame.into_data() {
-            if out.len() + data.len() > limit {
-                drain(body, out.len() + data.len(), limit).await;
-                return Err(too_large());
+    let mut out = Vec::with_capacity(declared.map_or(8192, |n| n.min(limit as u64) as usize));
+    let read = tokio::time::timeout(timeout, async {
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else {
+                return Err(Cut::Broken);
+            };
+            if let Ok(data) = frame.into_data() {
+                if out.len() + data.len() > limit {
+                    return Err(Cut::TooLarge(out.len() + data.len()));
+                }
+                out.extend_from_slice(&data);
             }
-            out.extend_from_slice(&data);
+        }
+        Ok(())
+    })
+    .await;
+    match read {
+        Ok(Ok(())) => Ok(out),
+        Ok(Err(Cut::TooLarge(seen))) => {
+            drain(body, seen, limit).await;
+            Err(too_large())
+        }
+        Ok(Err(Cut::Broken)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            "could not read the request body",
+        )),
+        Err(_) => {
+            tracing::debug!(
+                timeout_ms = timeout.as_millis() as u64,
+                "request body not received in time"
+            );
+            // The rest of the body may still come: do not wait for it.
+            Err(ApiError {
+                close: true,
+                ..ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!(
+                        "the request body did not arrive within {} s",
+                        timeout.as_secs_f64()
+                    ),
+                )
+            })
         }
     }
-    Ok(out)
 }
 
 /// Read and discard up to `DRAIN_FACTOR * limit` bytes in all, for at most

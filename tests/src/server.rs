@@ -1,6 +1,7 @@
 //! A real hookhost server for tests and benchmarks: in-process on port 0,
 //! or as a child process (the test binary re-executed) that can be killed
-//! with SIGKILL. Plus a small HTTP client and provider-style signing.
+//! with SIGKILL. Plus a small HTTP client, raw TCP exchanges for clients
+//! that misbehave on purpose, and provider-style signing.
 
 use bytes::Bytes;
 use hmac::{KeyInit, Mac};
@@ -10,6 +11,7 @@ use hyper_util::rt::TokioExecutor;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
 
 /// A server running in this process.
@@ -45,7 +47,27 @@ impl TestServer {
     /// Like [`TestServer::start`], without waiting for readiness (to see
     /// what ingest answers while the journal is replayed).
     pub async fn spawn(config_file: &Path) -> Self {
-        let config = hookhost::config::load(Some(config_file), &[]).expect("config");
+        Self::spawn_with(config_file, |_| {}).await
+    }
+
+    /// Like [`TestServer::start`], with `tweak` applied to the loaded config
+    /// (settings that are not config-file keys, such as the read timeouts).
+    pub async fn start_with(
+        config_file: &Path,
+        tweak: impl FnOnce(&mut hookhost::config::Config),
+    ) -> Self {
+        let server = Self::spawn_with(config_file, tweak).await;
+        server.wait_ready().await;
+        server
+    }
+
+    /// Like [`TestServer::spawn`], with `tweak` applied to the loaded config.
+    pub async fn spawn_with(
+        config_file: &Path,
+        tweak: impl FnOnce(&mut hookhost::config::Config),
+    ) -> Self {
+        let mut config = hookhost::config::load(Some(config_file), &[]).expect("config");
+        tweak(&mut config);
         let ingest = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -217,6 +239,46 @@ impl HttpClient {
         self.send("POST", addr, &format!("/webhooks/{source}"), headers, body)
             .await
     }
+}
+
+/// Read from a raw connection until the server closes it (end of stream or
+/// reset), for at most `within`: what arrived, or an error naming what
+/// arrived if the connection was still open at the deadline.
+pub async fn read_until_closed(
+    stream: &mut (impl AsyncRead + Unpin),
+    within: Duration,
+) -> Result<Vec<u8>, String> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => {
+                return Err(format!(
+                    "still open after {within:?}; received {:?}",
+                    String::from_utf8_lossy(&got)
+                ))
+            }
+            Ok(Ok(0)) | Ok(Err(_)) => return Ok(got),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// The first HTTP/1.1 answer in raw bytes: status, head (status line and
+/// headers) and the `Content-Length` body. `None` if it is not one.
+pub fn parse_raw_answer(bytes: &[u8]) -> Option<(u16, String, Vec<u8>)> {
+    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8(bytes[..end].to_vec()).ok()?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    let length: usize = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0);
+    let body = bytes.get(end + 4..end + 4 + length)?.to_vec();
+    Some((status, head, body))
 }
 
 /// HMAC-SHA256 of the concatenated parts.
