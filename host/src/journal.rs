@@ -48,11 +48,15 @@ pub struct JournalConfig {
     /// Most bytes written per group commit, so one sync never waits on an
     /// unbounded write.
     pub max_batch_bytes: usize,
-    /// Fill each new segment with zeros to `segment_bytes` before use (in
-    /// the background, one segment ahead). Overwriting allocated blocks
-    /// lets `fdatasync` skip the file-size and extent metadata an append
-    /// must commit: measured here, p50 0.17 ms instead of 0.44 ms per
-    /// sync and p99 0.4 ms instead of 4 ms.
+    /// Write into allocated blocks: each new segment is a released one
+    /// renamed (its stale records are never read: every write ends with an
+    /// end marker, and a record only counts with the expected sequence), or
+    /// else a file zero-filled to `segment_bytes` in the background.
+    /// Overwriting allocated blocks lets `fdatasync` skip the file-size and
+    /// extent metadata an append must commit: measured here, p50 0.17 ms
+    /// instead of 0.44 ms per sync and p99 0.4 ms instead of 4 ms. Reusing
+    /// released segments spares the zero-filling (as much CPU and disk
+    /// traffic as the records themselves).
     pub preallocate: bool,
 }
 
@@ -107,7 +111,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
 pub struct Replay {
     /// Every intact, unreleased record in order: (sequence, payload).
     pub records: Vec<(u64, Vec<u8>)>,
-    /// Bytes cut from the end of the last segment (a torn write).
+    /// Bytes cut from the end of the last segment: a torn write (and, in a
+    /// reused segment, the stale bytes after it).
     pub torn_bytes: u64,
     /// Segments other than the last that had a bad record: everything
     /// after it in that segment was skipped. Should never happen; reported
@@ -169,10 +174,10 @@ impl Journal {
             next_seq = next_seq.max(ends_at);
             replay.records.extend(read.records);
             if i == last {
-                if !read.tail_is_zero {
+                if !read.ends_clean {
                     // A torn write at the tail: cut it so new records do
-                    // not follow garbage. (Zeros after the last record are
-                    // the unused part of a preallocated segment.)
+                    // not follow garbage. (An end marker after the last
+                    // record is a clean end, whatever follows it.)
                     let f = OpenOptions::new()
                         .write(true)
                         .open(&seg.path)
@@ -217,6 +222,7 @@ impl Journal {
             failed: false,
             failed_flag: failed_flag.clone(),
             spare: None,
+            recycled: Vec::new(),
         };
         std::thread::Builder::new()
             .name("hookhost-journal".into())
@@ -317,12 +323,7 @@ fn prepare(config: &JournalConfig) -> Option<PathBuf> {
     if !config.preallocate {
         return None;
     }
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = config
-        .dir
-        // A dot file: sorts before the segments and is no segment name.
-        .join(format!(".{}-{n}.{PREPARED_SUFFIX}", std::process::id()));
+    let path = prepared_path(&config.dir);
     let written = File::create(&path).and_then(|mut f| {
         let zeros = vec![0u8; 1 << 20];
         let mut left = config.segment_bytes;
@@ -341,6 +342,14 @@ fn prepare(config: &JournalConfig) -> Option<PathBuf> {
             None
         }
     }
+}
+
+/// A fresh name for a segment-to-be: a dot file, which sorts before the
+/// segments and is no segment name.
+fn prepared_path(dir: &Path) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    dir.join(format!(".{}-{n}.{PREPARED_SUFFIX}", std::process::id()))
 }
 
 fn remove_prepared(dir: &Path) {
@@ -377,9 +386,10 @@ struct SegmentRead {
     good_len: u64,
     /// The file's length.
     total_len: u64,
-    /// Whether everything after the intact prefix is zeros: the unused
-    /// part of a preallocated segment, not a torn or damaged record.
-    tail_is_zero: bool,
+    /// Whether the intact prefix ends cleanly: at the end of the file or
+    /// at an end marker (a zero header: what every write ends with, and
+    /// what a zero-filled segment holds), not at a torn or damaged record.
+    ends_clean: bool,
 }
 
 fn read_segment(path: &Path, first_seq: u64) -> Result<SegmentRead, JournalError> {
@@ -410,7 +420,7 @@ fn read_segment(path: &Path, first_seq: u64) -> Result<SegmentRead, JournalError
         records,
         good_len: at as u64,
         total_len: bytes.len() as u64,
-        tail_is_zero: bytes[at..].iter().all(|b| *b == 0),
+        ends_clean: bytes[at..].iter().take(HEADER).all(|b| *b == 0),
     })
 }
 
@@ -426,6 +436,8 @@ struct Writer {
     failed: bool,
     /// The next segment, being zero-filled in the background.
     spare: Option<std::sync::mpsc::Receiver<Option<PathBuf>>>,
+    /// Released segments kept, renamed, to become the next ones.
+    recycled: Vec<PathBuf>,
     /// `failed`, seen by [`Journal::is_failed`].
     failed_flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
@@ -482,6 +494,9 @@ impl Writer {
             }
         }
         if !buf.is_empty() {
+            // The end marker: the next write starts over it.
+            let records_len = buf.len() as u64;
+            buf.extend_from_slice(&[0; HEADER]);
             let written = self.file.write_all_at(buf, self.size).and_then(|()| {
                 if self.config.sync {
                     self.file.sync_data()
@@ -491,7 +506,7 @@ impl Writer {
             });
             match written {
                 Ok(()) => {
-                    self.size += buf.len() as u64;
+                    self.size += records_len;
                     for (reply, appended) in replies {
                         let _ = reply.send(Ok(appended));
                     }
@@ -528,11 +543,15 @@ impl Writer {
     }
 
     fn roll(&mut self) -> Result<(), JournalError> {
-        // A spare still being zero-filled is not waited for.
-        let prepared = self
-            .spare
-            .take()
-            .and_then(|rx| rx.try_recv().unwrap_or_default());
+        // A released segment first; a spare still being zero-filled is not
+        // waited for.
+        let prepared = match self.recycled.pop() {
+            Some(path) => Some(path),
+            None => self
+                .spare
+                .take()
+                .and_then(|rx| rx.try_recv().unwrap_or_default()),
+        };
         let seg = new_segment(&self.config.dir, self.next_seq, prepared.as_deref())?;
         let file = OpenOptions::new()
             .write(true)
@@ -546,9 +565,10 @@ impl Writer {
         Ok(())
     }
 
-    /// Start zero-filling the next segment on its own thread.
+    /// Start zero-filling the next segment on its own thread, unless a
+    /// released one is there to reuse.
     fn prepare_spare(&mut self) {
-        if !self.config.preallocate || self.spare.is_some() {
+        if !self.config.preallocate || self.spare.is_some() || !self.recycled.is_empty() {
             return;
         }
         let (tx, rx) = std::sync::mpsc::channel();
@@ -569,8 +589,41 @@ impl Writer {
         }
     }
 
-    /// Delete closed segments whose records are all `<= seq`: a segment's
-    /// records end where the next one's begin.
+    /// Keep a released segment, renamed, as the next one to write, when
+    /// preallocating and none is kept yet. A crash before the rename is
+    /// durable leaves it a segment again: replayed once more, harmlessly
+    /// (applying is idempotent); after it, a prepared file, removed at
+    /// open.
+    fn recycle(&mut self, path: &Path) -> bool {
+        if !self.config.preallocate || !self.recycled.is_empty() {
+            return false;
+        }
+        let full = fs::metadata(path).is_ok_and(|m| m.len() >= self.config.segment_bytes);
+        let to = prepared_path(&self.config.dir);
+        if !full || fs::rename(path, &to).is_err() {
+            return false;
+        }
+        // An end marker up front: until written to, the segment it becomes
+        // reads as empty, not as torn.
+        let marked = OpenOptions::new()
+            .write(true)
+            .open(&to)
+            .and_then(|f| f.write_all_at(&[0; HEADER], 0).and_then(|()| f.sync_data()));
+        match marked {
+            Ok(()) => {
+                self.recycled.push(to);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(path = %to.display(), error = %e, "could not reuse a released journal segment");
+                let _ = fs::remove_file(&to);
+                true
+            }
+        }
+    }
+
+    /// Release closed segments whose records are all `<= seq` (deleted, or
+    /// kept for reuse): a segment's records end where the next one's begin.
     fn release(&mut self, seq: u64) {
         while !self.closed.is_empty() {
             let next_first = self
@@ -581,6 +634,9 @@ impl Writer {
                 break;
             }
             let seg = self.closed.remove(0);
+            if self.recycle(&seg.path) {
+                continue;
+            }
             if let Err(e) = fs::remove_file(&seg.path) {
                 tracing::warn!(path = %seg.path.display(), error = %e, "could not delete a released journal segment");
             }
@@ -709,6 +765,104 @@ mod tests {
         let (_, replay) = Journal::open(cfg).expect("reopen again");
         assert_eq!(replay.records.len(), 201);
         assert_eq!(replay.records[200], (201, b"next".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn released_segments_are_reused_and_their_stale_records_never_read() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = JournalConfig {
+            segment_bytes: 4096,
+            ..config(dir.path())
+        };
+        let body = |seq: u64| vec![(seq % 251) as u8; 300 + (seq % 5) as usize * 100];
+        let (j, _) = Journal::open(cfg.clone()).expect("open");
+        let mut last = 0;
+        for _ in 0..12 {
+            for _ in 0..15 {
+                last = j.append(vec![body(last + 1)]).await.expect("append").0.end - 1;
+            }
+            let j = j.clone();
+            tokio::task::spawn_blocking(move || j.release_through(last - 3))
+                .await
+                .expect("join")
+                .expect("release");
+        }
+        // The last released segment is kept, renamed, for reuse.
+        let kept = || {
+            fs::read_dir(&cfg.dir)
+                .expect("dir")
+                .map(|e| e.expect("entry").path())
+                .filter(|p| p.extension().is_some_and(|e| e == PREPARED_SUFFIX))
+                .any(|p| fs::read(p).expect("read").iter().any(|b| *b != 0))
+        };
+        let mut waited = 0;
+        while !kept() {
+            waited += 1;
+            assert!(waited < 500, "no released segment was kept for reuse");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        // Write into it: its stale records now follow the new ones.
+        let stale_after_end = || {
+            let seg = list_segments(&cfg.dir).expect("list").pop().expect("last");
+            let read = read_segment(&seg.path, seg.first_seq).expect("read");
+            let bytes = fs::read(&seg.path).expect("bytes");
+            bytes[read.good_len as usize..].iter().any(|b| *b != 0)
+        };
+        let mut appended = 0;
+        while !stale_after_end() {
+            appended += 1;
+            assert!(appended < 100, "the reused segment was never written to");
+            last = j.append(vec![body(last + 1)]).await.expect("append").0.end - 1;
+        }
+        j.shutdown().await;
+
+        let check = |replay: &Replay, last: u64| {
+            assert!(replay.corrupt_segments.is_empty());
+            let first = replay.records.first().expect("records").0;
+            assert!(
+                first <= last - 2,
+                "unreleased records kept: starts at {first}"
+            );
+            for (i, (seq, payload)) in replay.records.iter().enumerate() {
+                assert_eq!(*seq, first + i as u64);
+                assert_eq!(*payload, body(*seq), "record {seq}");
+            }
+            assert_eq!(replay.records.last().expect("last").0, last);
+        };
+        let (j, replay) = Journal::open(cfg.clone()).expect("reopen");
+        assert_eq!(
+            replay.torn_bytes, 0,
+            "stale records after the end are no damage"
+        );
+        check(&replay, last);
+
+        // A torn write into a reused segment: cut, the rest kept.
+        for _ in 0..40 {
+            last = j.append(vec![body(last + 1)]).await.expect("append").0.end - 1;
+        }
+        j.shutdown().await;
+        let seg = list_segments(&cfg.dir).expect("list").pop().expect("last");
+        let end = read_segment(&seg.path, seg.first_seq)
+            .expect("read")
+            .good_len;
+        let mut torn = Vec::new();
+        encode(&mut torn, last + 1, &body(last + 1));
+        torn.truncate(HEADER + 10);
+        OpenOptions::new()
+            .write(true)
+            .open(&seg.path)
+            .and_then(|f| f.write_all_at(&torn, end))
+            .expect("tear");
+        let (j, replay) = Journal::open(cfg.clone()).expect("reopen torn");
+        assert!(replay.torn_bytes >= (HEADER + 10) as u64);
+        check(&replay, last);
+        assert_eq!(
+            j.append(vec![body(last + 1)]).await.expect("append").0,
+            last + 1..last + 2
+        );
+        j.shutdown().await;
+        let (_, replay) = Journal::open(cfg).expect("reopen again");
+        check(&replay, last + 1);
     }
 
     #[tokio::test]
