@@ -1,7 +1,8 @@
 //! Ingest over real HTTP against the real server on port 0: every row of the
 //! contract's status table, JSON errors for bad paths and unknown routes,
-//! dedupe, split, clients that stall or trickle, durability across a drain,
-//! a torn journal tail, and a SIGKILL in the middle of a burst.
+//! dedupe, split, clients that stall or trickle, `Expect: 100-continue`,
+//! durability across a drain, a torn journal tail, and a SIGKILL in the
+//! middle of a burst.
 
 use hookhost_tests::server::{
     github_headers, hmac_sha256, now_s, parse_raw_answer, read_until_closed, standard_headers,
@@ -302,8 +303,9 @@ async fn every_row_of_the_status_table() {
     assert_error(&get, 405, "method_not_allowed");
 
     // 413 at 1 KiB, decided while reading; the client sees it (no reset),
-    // also for a body far past the limit.
-    for size in [1025, 64 * 1024] {
+    // also for a body far past the limit, as long as it is within what the
+    // server drains before answering (past that, a reset is allowed).
+    for size in [1025, 4 * 1024, hookhost::ingest::DRAIN_FACTOR * 1024] {
         let big = vec![b'x'; size];
         let a = c
             .webhook(s.ingest, "small", &hmac_headers(&big, None), big)
@@ -665,6 +667,82 @@ async fn slow_headers_are_cut_off_on_both_listeners() {
     assert_eq!(a.status, 200);
     s.stop().await.expect("clean stop");
     drop(dir);
+}
+
+#[tokio::test]
+async fn expect_continue_over_the_limit_is_refused_before_the_body() {
+    let (_dir, s, _c) = start().await;
+
+    // 4 KiB announced to a 1 KiB source: 413 at once, no `100 Continue`,
+    // and the body is never asked for.
+    let mut conn = TcpStream::connect(s.ingest).await.expect("connect");
+    conn.write_all(&raw_request(
+        &[
+            "POST /webhooks/small HTTP/1.1",
+            "host: test",
+            "content-length: 4096",
+            "expect: 100-continue",
+            "x-webhook-signature: sha256=00",
+        ],
+        b"",
+    ))
+    .await
+    .expect("write");
+    let started = Instant::now();
+    let answer = read_until_closed(&mut conn, Duration::from_secs(10))
+        .await
+        .expect("answered and closed");
+    assert_raw_error(&answer, 413, "body_too_large");
+    assert!(
+        started.elapsed() < hookhost::ingest::DRAIN_TIME,
+        "waited {:?}: it tried to read the body",
+        started.elapsed()
+    );
+
+    // Within the limit, the body is invited and taken.
+    let body = br#"{"fits":true}"#.to_vec();
+    let sig = format!(
+        "x-webhook-signature: sha256={}",
+        hex::encode(hmac_sha256(HMAC_SECRET.as_bytes(), &[&body]))
+    );
+    let length = format!("content-length: {}", body.len());
+    let mut conn = TcpStream::connect(s.ingest).await.expect("connect");
+    conn.write_all(&raw_request(
+        &[
+            "POST /webhooks/small HTTP/1.1",
+            "host: test",
+            &length,
+            "expect: 100-continue",
+            "connection: close",
+            &sig,
+        ],
+        b"",
+    ))
+    .await
+    .expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while parse_raw_answer(&got).is_none() {
+        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+            .await
+            .expect("100 Continue in time")
+            .expect("read");
+        assert!(n > 0, "closed before inviting the body");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(parse_raw_answer(&got).map(|a| a.0), Some(100));
+    conn.write_all(&body).await.expect("write body");
+    let rest = read_until_closed(&mut conn, Duration::from_secs(10))
+        .await
+        .expect("answered and closed");
+    got.extend_from_slice(&rest);
+    let end = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of the 100");
+    let (status, _, answer) = parse_raw_answer(&got[end + 4..]).expect("final answer");
+    assert_eq!(status, 200, "{:?}", String::from_utf8_lossy(&answer));
+    s.stop().await.expect("clean stop");
 }
 
 #[tokio::test]

@@ -100,9 +100,18 @@ pub struct Ingest {
 }
 
 /// An oversized body is read on and discarded up to this many times the
-/// limit, or this long, so the client sees the 413 instead of a reset.
-const DRAIN_FACTOR: usize = 8;
-const DRAIN_TIME: Duration = Duration::from_secs(1);
+/// limit (the first `limit` bytes included), or [`DRAIN_TIME`], so the
+/// client sees the 413 instead of a reset (DESIGN.md: "up to 8× the limit
+/// or 1 s"). A client that sends more may see a reset.
+pub const DRAIN_FACTOR: usize = 8;
+/// The other bound of the drain before a 413.
+pub const DRAIN_TIME: Duration = Duration::from_secs(1);
+
+/// Most bytes reserved up front for a body, whatever its `Content-Length`
+/// says: a client may lie, and many lying at once would otherwise reserve
+/// `max_body_bytes` each before sending a byte. Larger bodies grow as they
+/// arrive.
+const MAX_INITIAL_CAPACITY: usize = 64 << 10;
 
 /// Headers a handler may need, kept with the event (names lower-case).
 /// Signature headers are kept: plugins may want to re-verify.
@@ -272,7 +281,8 @@ enum Cut {
 
 /// Read the body within `timeout` (408 after it), refusing it once it
 /// passes `limit` (413). The excess is read and dropped (bounded) before the
-/// 413, so the client sees the answer.
+/// 413, so the client sees the answer; a client that announced an oversized
+/// body and waits for `100 Continue` is answered at once, unread.
 async fn read_limited(
     mut body: Body,
     headers: &HeaderMap,
@@ -292,10 +302,14 @@ async fn read_limited(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        drain(body, 0, limit).await;
+        // hyper sends `100 Continue` when the body is first polled: a client
+        // that waits for it has sent nothing, so there is nothing to drain.
+        if !expects_continue(headers) {
+            drain(body, 0, limit).await;
+        }
         return Err(too_large());
     }
-    let mut out = Vec::with_capacity(declared.map_or(8192, |n| n.min(limit as u64) as usize));
+    let mut out = Vec::with_capacity(initial_capacity(declared, limit));
     let read = tokio::time::timeout(timeout, async {
         while let Some(frame) = body.frame().await {
             let Ok(frame) = frame else {
@@ -341,6 +355,21 @@ async fn read_limited(
             })
         }
     }
+}
+
+/// Bytes to reserve for a body before reading it: what it declares, but
+/// never more than the limit or [`MAX_INITIAL_CAPACITY`]; 8 KiB when it
+/// declares nothing (chunked).
+fn initial_capacity(declared: Option<u64>, limit: usize) -> usize {
+    let declared = declared.map_or(8 << 10, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    declared.min(limit).min(MAX_INITIAL_CAPACITY)
+}
+
+/// `Expect: 100-continue`: the client sends the body only once invited.
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// Read and discard up to `DRAIN_FACTOR * limit` bytes in all, for at most
@@ -403,4 +432,31 @@ fn pipeline_error(e: PipelineError) -> ApiError {
         "store_unavailable",
         "the event could not be stored durably; retry",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_capacity_never_trusts_a_large_declaration() {
+        let mib = 1 << 20;
+        // (declared, limit, reserved)
+        let cases = [
+            (Some(100), mib, 100),
+            (Some(10 * mib as u64), 64 * mib, MAX_INITIAL_CAPACITY),
+            (Some(u64::MAX), 64 * mib, MAX_INITIAL_CAPACITY),
+            (Some(5000), 1024, 1024),
+            (None, mib, 8 << 10),
+            (None, 100, 100),
+            (Some(0), mib, 0),
+        ];
+        for (declared, limit, want) in cases {
+            assert_eq!(
+                initial_capacity(declared, limit),
+                want,
+                "{declared:?} {limit}"
+            );
+        }
+    }
 }
