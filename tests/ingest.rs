@@ -1,8 +1,8 @@
 //! Ingest over real HTTP against the real server on port 0: every row of the
 //! contract's status table, JSON errors for bad paths and unknown routes,
-//! dedupe, split, clients that stall or trickle, `Expect: 100-continue`,
-//! durability across a drain, a torn journal tail, and a SIGKILL in the
-//! middle of a burst.
+//! dedupe, split, the headers kept with an event, clients that stall or
+//! trickle, `Expect: 100-continue`, durability across a drain, a torn
+//! journal tail, and a SIGKILL in the middle of a burst.
 
 use hookhost_tests::server::{
     github_headers, hmac_sha256, now_s, parse_raw_answer, read_until_closed, standard_headers,
@@ -68,6 +68,13 @@ split = ""
 name = "slack"
 scheme = "slack"
 secrets = ["8f742231b10e8888abcd99yyyzzz85a5"]
+
+[[source]]
+name = "custom"
+scheme = "hmac"
+secrets = ["s3cret"]
+id_header = "X-Delivery"
+kind_header = "X-Topic"
 "#;
 
 fn hmac_headers(body: &[u8], id: Option<&str>) -> Vec<(String, Vec<u8>)> {
@@ -101,6 +108,24 @@ fn assert_error(a: &hookhost_tests::server::Answer, status: u16, code: &str) {
             "error message leaks a secret: {message}"
         );
     }
+}
+
+/// The event store of a stopped server's data directory.
+async fn open_store(dir: &std::path::Path) -> hookhost::store::Store {
+    // sled's flusher thread lets go of the file lock up to a flush interval
+    // after the server dropped its handles.
+    let mut db = None;
+    for _ in 0..100 {
+        match hookhost::store::open_db(&dir.join("data/db")) {
+            Ok(d) => {
+                db = Some(d);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let db = db.expect("sled reopens after the server stopped");
+    hookhost::store::Store::open(db, None).expect("store")
 }
 
 /// A raw request's bytes: `head` lines, then the body as given.
@@ -435,20 +460,7 @@ async fn split_batches_slack_handshakes_and_concurrent_copies() {
 
     // After a clean drain the store holds the body byte for byte.
     s.stop().await.expect("clean stop");
-    // sled's flusher thread lets go of the file lock up to a flush interval
-    // after the server dropped its handles.
-    let mut db = None;
-    for _ in 0..100 {
-        match hookhost::store::open_db(&dir.path().join("data/db")) {
-            Ok(d) => {
-                db = Some(d);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-    let db = db.expect("sled reopens after the server stopped");
-    let store = hookhost::store::Store::open(db, None).expect("store");
+    let store = open_store(dir.path()).await;
     let seq = hookhost::event::parse_event_id(&id).expect("our id");
     let stored = store.get(seq).expect("get").expect("stored");
     assert_eq!(stored.body, body);
@@ -504,6 +516,39 @@ async fn bad_paths_unknown_routes_and_methods_answer_json() {
         (200, true.into())
     );
     s.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn the_headers_a_source_reads_its_id_and_kind_from_are_stored() {
+    let (dir, s, c) = start().await;
+    let body = br#"{"type":"from-body"}"#.to_vec();
+    let mut h = hmac_headers(&body, None);
+    h.push(("x-delivery".into(), b"dlv-1".to_vec()));
+    h.push(("x-topic".into(), b"order.paid".to_vec()));
+    h.push(("authorization".into(), b"Bearer not-kept".to_vec()));
+    let a = c.webhook(s.ingest, "custom", &h, body).await.expect("send");
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    let id = a.json()["event_id"].as_str().expect("id").to_owned();
+    s.stop().await.expect("clean stop");
+
+    let store = open_store(dir.path()).await;
+    let seq = hookhost::event::parse_event_id(&id).expect("our id");
+    let stored = store.get(seq).expect("get").expect("stored");
+    assert_eq!(
+        (stored.provider_id.as_str(), stored.kind.as_str()),
+        ("dlv-1", "order.paid")
+    );
+    let header = |name: &str| {
+        stored
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    // The plugin sees what the id and kind came from.
+    assert_eq!(header("x-delivery"), Some("dlv-1"));
+    assert_eq!(header("x-topic"), Some("order.paid"));
+    assert_eq!(header("authorization"), None);
 }
 
 #[tokio::test]

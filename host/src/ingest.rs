@@ -114,7 +114,9 @@ pub const DRAIN_TIME: Duration = Duration::from_secs(1);
 const MAX_INITIAL_CAPACITY: usize = 64 << 10;
 
 /// Headers a handler may need, kept with the event (names lower-case).
-/// Signature headers are kept: plugins may want to re-verify.
+/// Signature headers are kept: plugins may want to re-verify. The headers a
+/// source reads its id and kind from (`id_header`, `kind_header`) are kept
+/// too, see [`kept_headers`].
 const KEPT_HEADERS: [&str; 14] = [
     "content-type",
     "user-agent",
@@ -235,7 +237,7 @@ async fn receive(
 
     let request = identify::identify(&source.scheme, &source.rules, &headers, &body)
         .map_err(identify_error)?;
-    let kept = kept_headers(&headers);
+    let kept = kept_headers(&headers, &source.rules);
     let received_at_ms = clock::now_ms();
     let stored = |identity: Identity, body: Vec<u8>| StoredEvent {
         source: source.name.clone(),
@@ -387,12 +389,20 @@ async fn drain(mut body: Body, mut seen: usize, limit: usize) {
     .await;
 }
 
-fn kept_headers(headers: &HeaderMap) -> Vec<(String, String)> {
-    KEPT_HEADERS
-        .iter()
+/// The headers stored with the event: [`KEPT_HEADERS`] plus the ones this
+/// source reads its id and kind from, since plugins see only what is stored.
+fn kept_headers(headers: &HeaderMap, rules: &HeaderRules) -> Vec<(String, String)> {
+    let mut names: Vec<&str> = KEPT_HEADERS.to_vec();
+    for name in [&rules.id_header, &rules.kind_header].into_iter().flatten() {
+        if !names.contains(&name.as_str()) {
+            names.push(name.as_str());
+        }
+    }
+    names
+        .into_iter()
         .filter_map(|name| {
-            let v = headers.get(*name)?.to_str().ok()?;
-            Some(((*name).to_owned(), v.to_owned()))
+            let v = headers.get(name)?.to_str().ok()?;
+            Some((name.to_owned(), v.to_owned()))
         })
         .collect()
 }
@@ -458,5 +468,29 @@ mod tests {
                 "{declared:?} {limit}"
             );
         }
+    }
+
+    #[test]
+    fn configured_id_and_kind_headers_are_kept_once() {
+        let mut h = HeaderMap::new();
+        h.insert("x-delivery", "d-1".parse().expect("value"));
+        h.insert("x-topic", "order.paid".parse().expect("value"));
+        h.insert("x-webhook-id", "w-1".parse().expect("value"));
+        h.insert("authorization", "Bearer hidden".parse().expect("value"));
+        let rules = HeaderRules {
+            id_header: Some(http::HeaderName::from_static("x-delivery")),
+            kind_header: Some(http::HeaderName::from_static("x-topic")),
+        };
+        let kept = kept_headers(&h, &rules);
+        let names: Vec<&str> = kept.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["x-webhook-id", "x-delivery", "x-topic"]);
+        let same = HeaderRules {
+            id_header: Some(http::HeaderName::from_static("x-webhook-id")),
+            kind_header: None,
+        };
+        assert_eq!(kept_headers(&h, &same).len(), 1);
+        assert!(kept_headers(&h, &HeaderRules::default())
+            .iter()
+            .all(|(n, _)| n == "x-webhook-id"));
     }
 }
