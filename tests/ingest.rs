@@ -1,8 +1,8 @@
 //! Ingest over real HTTP against the real server on port 0: every row of the
 //! contract's status table, JSON errors for bad paths and unknown routes,
-//! dedupe, split, the headers kept with an event, clients that stall or
-//! trickle, `Expect: 100-continue`, durability across a drain, a torn
-//! journal tail, and a SIGKILL in the middle of a burst.
+//! dedupe, split and its cap, the headers kept with an event, clients that
+//! stall or trickle, `Expect: 100-continue`, durability across a drain, a
+//! torn journal tail, and a SIGKILL in the middle of a burst.
 
 use hookhost_tests::server::{
     github_headers, hmac_sha256, now_s, parse_raw_answer, read_until_closed, standard_headers,
@@ -549,6 +549,24 @@ async fn the_headers_a_source_reads_its_id_and_kind_from_are_stored() {
     assert_eq!(header("x-delivery"), Some("dlv-1"));
     assert_eq!(header("x-topic"), Some("order.paid"));
     assert_eq!(header("authorization"), None);
+}
+
+#[tokio::test]
+async fn split_batches_are_capped() {
+    let (_dir, s, c) = start().await;
+    let max = hookhost::ingest::MAX_SPLIT_EVENTS;
+    let batch = |n: usize, id: &str| {
+        let body = format!("[{}]", vec!["{}"; n].join(",")).into_bytes();
+        (hmac_headers(&body, Some(id)), body)
+    };
+    let (h, body) = batch(max + 1, "big");
+    let a = c.webhook(s.ingest, "batch", &h, body).await.expect("send");
+    assert_error(&a, 413, "too_many_events");
+    let (h, body) = batch(max, "full");
+    let a = c.webhook(s.ingest, "batch", &h, body).await.expect("send");
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.json()["event_ids"].as_array().map(Vec::len), Some(max));
+    s.stop().await.expect("clean stop");
 }
 
 #[tokio::test]

@@ -3,10 +3,10 @@
 //! In order, as the contract lists it: readiness (replayed, not draining),
 //! source lookup, client allowlist, body size (decided while reading, within
 //! a deadline), signature over the raw bytes, rate limit (verified requests
-//! only), Slack's URL handshake, event id and kind, then
-//! [`Pipeline::accept`], which answers only once the event is durable. No
-//! plugin runs here and nothing a client sends can panic or produce a 500:
-//! every refusal is the contract's JSON error body.
+//! only), Slack's URL handshake, event id and kind (and the split of a
+//! batch, capped), then [`Pipeline::accept`], which answers only once the
+//! event is durable. No plugin runs here and nothing a client sends can
+//! panic or produce a 500: every refusal is the contract's JSON error body.
 
 use crate::access;
 use crate::api::ApiError;
@@ -25,7 +25,10 @@ use axum::routing::post;
 use axum::{Json, Router};
 use http_body_util::BodyExt;
 use ipnet::IpNet;
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use std::collections::HashMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -112,6 +115,17 @@ pub const DRAIN_TIME: Duration = Duration::from_secs(1);
 /// `max_body_bytes` each before sending a byte. Larger bodies grow as they
 /// arrive.
 const MAX_INITIAL_CAPACITY: usize = 64 << 10;
+
+/// Most events one `split` request may become (413 `too_many_events` above
+/// it). Each is a journal record, a dedupe check and an id in the answer;
+/// without a cap a 1 MiB body of `[0,0,…]` would fan out into half a million
+/// events. Batching providers send a few hundred at most. Not a config key:
+/// DESIGN.md names none.
+pub const MAX_SPLIT_EVENTS: usize = 1000;
+
+// One request's events are journaled under one grant of the pipeline's
+// backlog: more than it holds would wait forever.
+const _: () = assert!(MAX_SPLIT_EVENTS <= crate::pipeline::BACKLOG);
 
 /// Headers a handler may need, kept with the event (names lower-case).
 /// Signature headers are kept: plugins may want to re-verify. The headers a
@@ -249,11 +263,21 @@ async fn receive(
     };
     let events = match &source.split {
         None => vec![stored(request, body)],
-        Some(pointer) => identify::split(&request, &body, pointer)
-            .map_err(identify_error)?
-            .into_iter()
-            .map(|(identity, bytes)| stored(identity, bytes))
-            .collect(),
+        Some(pointer) => {
+            // Counted before splitting, so an oversized batch costs one
+            // pass over the bytes, not an allocation per element.
+            if let Some(n) = split_len(&body, pointer).filter(|n| *n > MAX_SPLIT_EVENTS) {
+                return Err(too_many_events(n));
+            }
+            let parts = identify::split(&request, &body, pointer).map_err(identify_error)?;
+            if parts.len() > MAX_SPLIT_EVENTS {
+                return Err(too_many_events(parts.len()));
+            }
+            parts
+                .into_iter()
+                .map(|(identity, bytes)| stored(identity, bytes))
+                .collect()
+        }
     };
 
     let accepted = pipeline.accept(events).await.map_err(pipeline_error)?;
@@ -407,6 +431,94 @@ fn kept_headers(headers: &HeaderMap, rules: &HeaderRules) -> Vec<(String, String
         .collect()
 }
 
+/// How many elements the array at JSON pointer `pointer` has, counted
+/// without keeping them; `None` when there is no array there (then
+/// [`identify::split`] says why). Follows the pointer as `split` does.
+fn split_len(body: &[u8], pointer: &str) -> Option<usize> {
+    let mut here: &RawValue = serde_json::from_slice(body).ok()?;
+    for token in pointer.split('/').skip(1) {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        let mut de = serde_json::Deserializer::from_str(here.get());
+        here = serde::Deserializer::deserialize_any(&mut de, Child { token: &token })
+            .ok()
+            .flatten()?;
+    }
+    let mut de = serde_json::Deserializer::from_str(here.get());
+    serde::Deserializer::deserialize_seq(&mut de, CountItems).ok()
+}
+
+/// Finds one member of a JSON object (by key) or array (by index), skipping
+/// the rest without keeping it.
+struct Child<'t> {
+    token: &'t str,
+}
+
+impl<'de> Visitor<'de> for Child<'_> {
+    type Value = Option<&'de RawValue>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object or array")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        // The last of duplicate keys wins, as in `identify::split`.
+        let mut found = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == self.token {
+                found = Some(map.next_value::<&'de RawValue>()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let index: Option<usize> = self.token.parse().ok();
+        let mut found = None;
+        let mut i = 0usize;
+        loop {
+            if Some(i) == index {
+                match seq.next_element::<&'de RawValue>()? {
+                    Some(v) => found = Some(v),
+                    None => break,
+                }
+            } else if seq.next_element::<IgnoredAny>()?.is_none() {
+                break;
+            }
+            i += 1;
+        }
+        Ok(found)
+    }
+}
+
+/// Counts a JSON array's elements without keeping them.
+struct CountItems;
+
+impl<'de> Visitor<'de> for CountItems {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+        let mut n = 0;
+        while seq.next_element::<IgnoredAny>()?.is_some() {
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+fn too_many_events(n: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_many_events",
+        format!("the batch has {n} elements; at most {MAX_SPLIT_EVENTS} are accepted per request"),
+    )
+}
+
 /// Slack's `url_verification` handshake: answer the challenge inline.
 fn slack_challenge(body: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
@@ -466,6 +578,38 @@ mod tests {
                 initial_capacity(declared, limit),
                 want,
                 "{declared:?} {limit}"
+            );
+        }
+    }
+
+    #[test]
+    fn split_len_follows_the_pointer_like_split() {
+        let cases: [(&str, &str, Option<usize>); 9] = [
+            ("[1,2,3]", "", Some(3)),
+            ("[]", "", Some(0)),
+            (r#"{"items":[{},{"a":[1]}]}"#, "/items", Some(2)),
+            (r#"{"a":{"b":[[1],[2,3,4]]}}"#, "/a/b/1", Some(3)),
+            (r#"{"a/b":[1],"m~n":[1,2]}"#, "/a~1b", Some(1)),
+            (r#"{"a/b":[1],"m~n":[1,2]}"#, "/m~0n", Some(2)),
+            (r#"{"items":{}}"#, "/items", None),
+            (r#"{"items":[1]}"#, "/nope", None),
+            ("not json", "", None),
+        ];
+        for (body, pointer, want) in cases {
+            assert_eq!(
+                split_len(body.as_bytes(), pointer),
+                want,
+                "{body} {pointer}"
+            );
+            let request = Identity {
+                provider_id: "r".into(),
+                kind: "k".into(),
+            };
+            let split = identify::split(&request, body.as_bytes(), pointer).ok();
+            assert_eq!(
+                split.map(|s| s.len()),
+                want,
+                "split disagrees: {body} {pointer}"
             );
         }
     }
