@@ -1,8 +1,9 @@
 //! Ingest over real HTTP against the real server on port 0: every row of the
 //! contract's status table, JSON errors for bad paths and unknown routes,
 //! dedupe, split and its cap, the headers kept with an event, clients that
-//! stall or trickle, `Expect: 100-continue`, durability across a drain, a
-//! torn journal tail, and a SIGKILL in the middle of a burst.
+//! stall or trickle, `Expect: 100-continue`, readiness when the journal
+//! fails, durability across a drain, a torn journal tail, and a SIGKILL in
+//! the middle of a burst.
 
 use hookhost_tests::server::{
     github_headers, hmac_sha256, now_s, parse_raw_answer, read_until_closed, standard_headers,
@@ -75,6 +76,12 @@ scheme = "hmac"
 secrets = ["s3cret"]
 id_header = "X-Delivery"
 kind_header = "X-Topic"
+
+[[source]]
+name = "bulk"
+scheme = "hmac"
+secrets = ["s3cret"]
+max_body_bytes = 8388608
 "#;
 
 fn hmac_headers(body: &[u8], id: Option<&str>) -> Vec<(String, Vec<u8>)> {
@@ -806,6 +813,68 @@ async fn expect_continue_over_the_limit_is_refused_before_the_body() {
     let (status, _, answer) = parse_raw_answer(&got[end + 4..]).expect("final answer");
     assert_eq!(status, 200, "{:?}", String::from_utf8_lossy(&answer));
     s.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn a_failed_journal_turns_readyz_and_ingest_to_503() {
+    let (dir, s, c) = start().await;
+    let ready = c.get(s.admin, "/readyz").await.expect("readyz");
+    assert_eq!(ready.status, 200);
+
+    // The journal's directory is swapped for a file: appends to the open
+    // segment still work, but starting the next segment fails, which fails
+    // the journal.
+    let journal = dir.path().join("data/journal");
+    std::fs::rename(&journal, dir.path().join("data/journal-aside")).expect("move journal");
+    std::fs::write(&journal, b"not a directory").expect("file in its place");
+
+    // Fill the open segment with 4 MiB events until ingest refuses.
+    let segment = hookhost::journal::JournalConfig::new(journal.clone()).segment_bytes;
+    let chunk = 4 << 20;
+    let most = segment as usize / chunk + 3;
+    let mut refused = None;
+    for i in 0..most {
+        let body = vec![b'x'; chunk];
+        let h = hmac_headers(&body, Some(&format!("bulk-{i}")));
+        let a = c.webhook(s.ingest, "bulk", &h, body).await.expect("send");
+        if a.status == 503 {
+            refused = Some(a);
+            break;
+        }
+        assert_eq!(a.status, 200, "{:?}", a.body);
+    }
+    let refused = refused.expect("ingest kept answering 200 after the journal failed");
+    assert_error(&refused, 503, "store_unavailable");
+
+    // /readyz says so, with a reason; ingest answers 503 before reading.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ready = loop {
+        let a = c.get(s.admin, "/readyz").await.expect("readyz");
+        if a.status == 503 || Instant::now() > deadline {
+            break a;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(ready.status, 503, "{:?}", ready.body);
+    let v = ready.json();
+    assert_eq!(v["ready"], false);
+    assert!(
+        v["reason"].as_str().is_some_and(|r| r.contains("journal")),
+        "{v}"
+    );
+    let body = b"{}".to_vec();
+    let a = c
+        .webhook(s.ingest, "small", &hmac_headers(&body, Some("late")), body)
+        .await
+        .expect("send");
+    assert_error(&a, 503, "store_unavailable");
+    assert!(a.headers.get("retry-after").is_some());
+
+    // Stopping still finishes.
+    tokio::time::timeout(Duration::from_secs(60), s.stop())
+        .await
+        .expect("stops in time")
+        .ok();
 }
 
 #[tokio::test]

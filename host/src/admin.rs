@@ -1,38 +1,28 @@
 //! The admin listener. For now `/healthz` (the process answers) and
-//! `/readyz` (ingest takes requests: the journal is replayed and the server
-//! is not draining); the admin API proper joins it here. Both stay open
-//! without a token, as the contract says. Every error, unknown routes and
-//! other methods included, is the contract's JSON error body.
+//! `/readyz` (ingest takes events: the journal is replayed, the server is
+//! not draining, and the journal and store are healthy); the admin API
+//! proper joins it here. Both stay open without a token, as the contract
+//! says. Every error, unknown routes and other methods included, is the
+//! contract's JSON error body.
 
 use crate::api::ApiError;
-use crate::ingest::Readiness;
+use crate::ingest::Ingest;
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use std::sync::Arc;
 
-/// The admin routes.
-pub fn router(readiness: Arc<Readiness>) -> Router {
+/// The admin routes. They read ingest's state so `/readyz` and ingest
+/// answer from the same facts.
+pub fn router(ingest: Arc<Ingest>) -> Router {
     Router::new()
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
         )
-        .route(
-            "/readyz",
-            get(move || {
-                let ready = readiness.is_ready();
-                async move {
-                    let status = if ready {
-                        StatusCode::OK
-                    } else {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    };
-                    (status, Json(serde_json::json!({ "ready": ready }))).into_response()
-                }
-            }),
-        )
+        .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -41,4 +31,19 @@ pub fn router(readiness: Arc<Readiness>) -> Router {
                 "use GET",
             )
         })
+        .with_state(ingest)
+}
+
+/// 200 `{"ready":true}` when ingest takes events, else 503
+/// `{"ready":false,"reason":…}` saying why (starting, shutting down, or a
+/// failed journal or store).
+async fn readyz(State(ingest): State<Arc<Ingest>>) -> Response {
+    match ingest.ready_pipeline() {
+        Ok(_) => Json(serde_json::json!({ "ready": true })).into_response(),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "ready": false, "reason": why.reason() })),
+        )
+            .into_response(),
+    }
 }

@@ -1,12 +1,13 @@
 //! `POST /webhooks/{source}`: the front door.
 //!
-//! In order, as the contract lists it: readiness (replayed, not draining),
-//! source lookup, client allowlist, body size (decided while reading, within
-//! a deadline), signature over the raw bytes, rate limit (verified requests
-//! only), Slack's URL handshake, event id and kind (and the split of a
-//! batch, capped), then [`Pipeline::accept`], which answers only once the
-//! event is durable. No plugin runs here and nothing a client sends can
-//! panic or produce a 500: every refusal is the contract's JSON error body.
+//! In order, as the contract lists it: readiness (replayed, not draining,
+//! journal and store healthy), source lookup, client allowlist, body size
+//! (decided while reading, within a deadline), signature over the raw bytes,
+//! rate limit (verified requests only), Slack's URL handshake, event id and
+//! kind (and the split of a batch, capped), then [`Pipeline::accept`], which
+//! answers only once the event is durable. No plugin runs here and nothing a
+//! client sends can panic or produce a 500: every refusal is the contract's
+//! JSON error body.
 
 use crate::access;
 use crate::api::ApiError;
@@ -81,6 +82,37 @@ impl Readiness {
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
     }
+
+    /// Shutdown started; reported apart from "starting" so `/readyz` says
+    /// which.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+}
+
+/// Why ingest is not taking events right now. Ingest (503) and `/readyz`
+/// (503 with [`NotReady::reason`]) ask the same question, so they never
+/// disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotReady {
+    /// The journal is still being replayed into the store.
+    Starting,
+    /// Shutdown started.
+    Draining,
+    /// The journal or the store failed ([`Pipeline::unhealthy`]'s reason):
+    /// nothing can be stored durably.
+    Unhealthy(&'static str),
+}
+
+impl NotReady {
+    /// For operators (`/readyz`): never a secret, a payload or a path.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            NotReady::Starting => "starting: the ingest journal is being replayed",
+            NotReady::Draining => "shutting down",
+            NotReady::Unhealthy(why) => why,
+        }
+    }
 }
 
 /// Everything the ingest handler needs. Shared by all requests.
@@ -100,6 +132,23 @@ pub struct Ingest {
     /// How long a request's body may take to arrive once its headers are in
     /// (then 408): a stalled client must not keep its `in_flight` slot.
     pub body_read_timeout: Duration,
+}
+
+impl Ingest {
+    /// The pipeline, when ingest takes events now; else why not.
+    pub fn ready_pipeline(&self) -> Result<&Pipeline, NotReady> {
+        if self.readiness.is_draining() {
+            return Err(NotReady::Draining);
+        }
+        let pipeline = match self.pipeline.get() {
+            Some(p) if self.readiness.is_ready() => p,
+            _ => return Err(NotReady::Starting),
+        };
+        match pipeline.unhealthy() {
+            Some(why) => Err(NotReady::Unhealthy(why)),
+            None => Ok(pipeline),
+        }
+    }
 }
 
 /// An oversized body is read on and discarded up to this many times the
@@ -172,12 +221,7 @@ async fn receive(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (true, Some(pipeline)) = (ingest.readiness.is_ready(), ingest.pipeline.get()) else {
-        return Err(ApiError::unavailable(
-            "unavailable",
-            "starting or shutting down; retry",
-        ));
-    };
+    let pipeline = ingest.ready_pipeline().map_err(not_ready_error)?;
     // axum's own rejection is plain text; the contract wants JSON.
     let Path(name) = path.map_err(|_| {
         ApiError::new(
@@ -526,6 +570,19 @@ fn slack_challenge(body: &[u8]) -> Option<String> {
         return None;
     }
     Some(v.get("challenge")?.as_str()?.to_owned())
+}
+
+fn not_ready_error(why: NotReady) -> ApiError {
+    match why {
+        // Logged where it happened (journal, applier), not once per request.
+        NotReady::Unhealthy(_) => ApiError::unavailable(
+            "store_unavailable",
+            "events cannot be stored durably right now; retry",
+        ),
+        NotReady::Starting | NotReady::Draining => {
+            ApiError::unavailable("unavailable", "starting or shutting down; retry")
+        }
+    }
 }
 
 fn verify_error(e: verify::VerifyError) -> ApiError {

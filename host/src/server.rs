@@ -110,7 +110,7 @@ pub async fn run(
     let header_timeout = config.server.header_read_timeout;
     let admin_task = tokio::spawn(serve(
         TimedListener::new(listeners.admin, header_timeout),
-        admin::router(readiness.clone()),
+        admin::router(ingest_state.clone()),
         shutdown.clone(),
         grace,
     ));
