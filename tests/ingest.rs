@@ -584,7 +584,7 @@ async fn a_stalled_body_gets_408_and_frees_its_slot() {
         dir.path(),
         &CONFIG.replace("[server]\n", "[server]\nmax_connections = 1\n"),
     );
-    let timeout = Duration::from_secs(2);
+    let timeout = Duration::from_secs(3);
     let s = TestServer::start_with(&config, |c| c.server.body_read_timeout = timeout).await;
     let c = HttpClient::new();
 
@@ -652,7 +652,7 @@ async fn slow_headers_are_cut_off_on_both_listeners() {
         let config = write_config(dir.path(), CONFIG);
         (dir, config)
     };
-    let timeout = Duration::from_secs(1);
+    let timeout = Duration::from_secs(2);
     let s = TestServer::start_with(&config, |c| c.server.header_read_timeout = timeout).await;
     let bound = timeout + Duration::from_secs(5);
 
@@ -707,10 +707,11 @@ async fn slow_headers_are_cut_off_on_both_listeners() {
     assert!(started.elapsed() >= timeout - Duration::from_millis(200));
     trickle.abort();
 
-    // A kept-alive connection gets a fresh deadline for each request.
+    // A kept-alive connection gets a fresh deadline for each request: four
+    // requests a third of the deadline apart outlive one deadline.
     let mut conn = TcpStream::connect(s.admin).await.expect("connect");
-    for _ in 0..3 {
-        tokio::time::sleep(timeout / 2).await;
+    for _ in 0..4 {
+        tokio::time::sleep(timeout / 3).await;
         conn.write_all(b"GET /healthz HTTP/1.1\r\nhost: test\r\n\r\n")
             .await
             .expect("write");
