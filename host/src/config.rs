@@ -179,8 +179,9 @@ pub struct ServerConfig {
     /// Whether the ingest journal is fdatasync'ed before answering 200. Only
     /// `false` for benchmarks: acknowledged events can then be lost.
     pub sync: bool,
-    /// Concurrent HTTP connections on the ingest listener: bounds memory and
-    /// file descriptors when a provider (or an attacker) floods it.
+    /// Webhook requests handled at once (more get 503 `overloaded` before
+    /// their body is read): bounds the memory a flood from a provider (or
+    /// an attacker) can hold.
     pub max_connections: usize,
     /// How long shutdown waits for in-flight requests and plugin calls.
     pub shutdown_grace_ms: u64,

@@ -177,14 +177,15 @@ pub const MAX_SPLIT_EVENTS: usize = 1000;
 const _: () = assert!(MAX_SPLIT_EVENTS <= crate::pipeline::BACKLOG);
 
 /// Headers a handler may need, kept with the event (names lower-case).
-/// Signature headers are kept: plugins may want to re-verify. The headers a
-/// source reads its id and kind from (`id_header`, `kind_header`) are kept
-/// too, see [`kept_headers`].
-const KEPT_HEADERS: [&str; 14] = [
+/// The providers' signature headers are kept: plugins may want to
+/// re-verify or forward. The headers a source reads its id and kind from
+/// (`id_header`, `kind_header`) are kept too, see [`kept_headers`].
+const KEPT_HEADERS: [&str; 17] = [
     "content-type",
     "user-agent",
     "webhook-id",
     "webhook-timestamp",
+    "webhook-signature",
     "x-github-event",
     "x-github-delivery",
     "x-github-hook-id",
@@ -192,7 +193,9 @@ const KEPT_HEADERS: [&str; 14] = [
     "x-shopify-topic",
     "x-shopify-shop-domain",
     "x-shopify-webhook-id",
+    "x-shopify-hmac-sha256",
     "x-slack-request-timestamp",
+    "x-slack-signature",
     "x-webhook-id",
     "x-hub-signature-256",
 ];
