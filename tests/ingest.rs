@@ -882,9 +882,14 @@ async fn a_failed_journal_turns_readyz_and_ingest_to_503() {
 async fn ingest_answers_503_until_the_journal_is_replayed() {
     let dir = tempfile::tempdir().expect("tmp");
     let config = write_config(dir.path(), CONFIG);
-    // A long journal to replay: 40,000 events written straight to it.
+    // A long journal to replay: 40,000 events written straight to it (none
+    // in sled), then a power cut mid-write: a partial record at its tail.
     {
-        let cfg = hookhost::journal::JournalConfig::new(dir.path().join("data/journal"));
+        let cfg = hookhost::journal::JournalConfig {
+            // Records end where the file does: the tear goes right after them.
+            preallocate: false,
+            ..hookhost::journal::JournalConfig::new(dir.path().join("data/journal"))
+        };
         let (journal, _) = hookhost::journal::Journal::open(cfg).expect("journal");
         let event = |i: u32| hookhost::event::StoredEvent {
             source: "small".into(),
@@ -901,6 +906,23 @@ async fn ingest_answers_503_until_the_journal_is_replayed() {
                 .expect("append");
         }
         journal.shutdown().await;
+        let segment = std::fs::read_dir(dir.path().join("data/journal"))
+            .expect("journal dir")
+            .map(|e| e.expect("entry").path())
+            .max()
+            .expect("a segment");
+        let mut tail = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&segment)
+            .expect("segment");
+        std::io::Write::write_all(
+            &mut tail,
+            // Length 200, a checksum, sequence 40,001, two bytes of payload.
+            &[
+                200, 0, 0, 0, 1, 2, 3, 4, 0x41, 0x9c, 0, 0, 0, 0, 0, 0, b'{', b'"',
+            ],
+        )
+        .expect("tear");
     }
     let server = TestServer::spawn(&config).await;
     let (ingest_addr, admin_addr) = (server.ingest, server.admin);
@@ -933,6 +955,35 @@ async fn ingest_answers_503_until_the_journal_is_replayed() {
     assert_eq!(
         c.get(admin_addr, "/readyz").await.expect("readyz").status,
         200
+    );
+    // The torn record was cut; the last whole one before it was kept.
+    let last = c
+        .webhook(
+            ingest_addr,
+            "small",
+            &hmac_headers(&body, Some("pre-39999")),
+            body.clone(),
+        )
+        .await
+        .expect("send");
+    assert_eq!(
+        (last.status, &last.json()["duplicate"]),
+        (200, &true.into())
+    );
+    let after = c
+        .webhook(
+            ingest_addr,
+            "small",
+            &hmac_headers(&body, Some("post-1")),
+            body.clone(),
+        )
+        .await
+        .expect("send");
+    // Sequences go on after the last whole record, not after the tear.
+    assert_eq!(
+        after.json()["event_id"],
+        hookhost::event::event_id(40_001),
+        "{after:?}"
     );
     server.stop().await.expect("clean stop");
 }
