@@ -33,12 +33,15 @@ const PURGE_DELAY_MS: std::ffi::c_long = 1000;
 /// own switch (`MIMALLOC_ALLOW_THP=0`) is only read before `main`, hence
 /// the `prctl`, which also covers later mappings.
 pub fn tune() {
-    // SAFETY: PR_SET_THP_DISABLE takes an integer flag and no pointers;
-    // it only changes how this process's future page faults are served.
-    #[allow(unsafe_code)]
-    let disabled = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
-    if disabled != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "could not turn transparent huge pages off");
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: PR_SET_THP_DISABLE takes an integer flag and no pointers;
+        // it only changes how this process's future page faults are served.
+        #[allow(unsafe_code)]
+        let disabled = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+        if disabled != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "could not turn transparent huge pages off");
+        }
     }
     // SAFETY: `mi_option_set` takes an option id and a value; any id is
     // accepted (unknown ones are ignored) and it is safe to call at any
