@@ -48,6 +48,7 @@ pub mod allocator;
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod delivery;
 pub mod event;
 pub mod identify;
 pub mod ingest;
