@@ -31,4 +31,5 @@
 //! pipeline) and must not know how a plugin is instantiated (that is the
 //! runtime): it decides what runs when, and what happens after.
 
+pub mod breaker;
 pub mod retry;
