@@ -21,14 +21,17 @@
 //!   fresh instance under fuel, a wall-clock deadline and a memory cap, and
 //!   ends in a typed [`runtime::Outcome`]. [`kv`] holds the plugins'
 //!   key-value namespaces.
+//! - [`delivery`]: what happens to a stored event next. So far its pure
+//!   parts: the retry policy (backoff with full jitter, dead letters) and
+//!   the per-plugin circuit breaker.
 //! - [`admin`]: the admin listener (health and readiness so far); [`api`]
 //!   is the JSON error shape every HTTP module answers with.
 //! - [`clock`]: wall-clock milliseconds, read only at the edges.
 //! - [`allocator`]: the process's memory allocator (mimalloc) and its
 //!   tuning.
 //!
-//! Routing events to plugins, the delivery queue with retries and dead
-//! letters, hot reload and the admin API proper are the next modules.
+//! Routing events to plugins, the durable delivery queue and its workers,
+//! hot reload and the admin API proper are the next modules.
 //!
 //! # Flow of one webhook
 //!
