@@ -956,29 +956,21 @@ async fn ingest_answers_503_until_the_journal_is_replayed() {
         c.get(admin_addr, "/readyz").await.expect("readyz").status,
         200
     );
+    let send = |id: &'static str| {
+        let (c, h, body) = (c.clone(), hmac_headers(&body, Some(id)), body.clone());
+        async move {
+            c.webhook(ingest_addr, "small", &h, body)
+                .await
+                .expect("send")
+        }
+    };
     // The torn record was cut; the last whole one before it was kept.
-    let last = c
-        .webhook(
-            ingest_addr,
-            "small",
-            &hmac_headers(&body, Some("pre-39999")),
-            body.clone(),
-        )
-        .await
-        .expect("send");
+    let last = send("pre-39999").await;
     assert_eq!(
         (last.status, &last.json()["duplicate"]),
         (200, &true.into())
     );
-    let after = c
-        .webhook(
-            ingest_addr,
-            "small",
-            &hmac_headers(&body, Some("post-1")),
-            body.clone(),
-        )
-        .await
-        .expect("send");
+    let after = send("post-1").await;
     // Sequences go on after the last whole record, not after the tear.
     assert_eq!(
         after.json()["event_id"],
@@ -1018,11 +1010,15 @@ async fn acknowledged_events_survive_a_drain_and_a_torn_journal_tail() {
         .map(|e| e.expect("entry").path())
         .max()
         .expect("a segment");
-    let mut tail = std::fs::read(&last).expect("segment");
-    tail.extend_from_slice(&[
-        200, 0, 0, 0, 1, 2, 3, 4, 99, 0, 0, 0, 0, 0, 0, 0, b'{', b'"',
+    // Right after the last record (the segment is preallocated: past its
+    // end marker the tear would never be read).
+    let mut segment = std::fs::read(&last).expect("segment");
+    let end = records_end(&segment);
+    segment.truncate(end);
+    segment.extend_from_slice(&[
+        200, 0, 0, 0, 1, 2, 3, 4, 51, 0, 0, 0, 0, 0, 0, 0, b'{', b'"',
     ]);
-    std::fs::write(&last, tail).expect("tear");
+    std::fs::write(&last, segment).expect("tear");
 
     let s = TestServer::start(&config).await;
     for (i, id) in ids.iter().enumerate() {
@@ -1039,6 +1035,21 @@ async fn acknowledged_events_survive_a_drain_and_a_torn_journal_tail() {
         "new events still go in"
     );
     s.stop().await.expect("drained");
+}
+
+/// Where a journal segment's records end: the first zero header (the end
+/// marker every write leaves) or the end of the file. Headers are 16 bytes,
+/// the payload length first.
+fn records_end(segment: &[u8]) -> usize {
+    let mut at = 0;
+    while let Some(header) = segment.get(at..at + 16) {
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+        if header.iter().all(|b| *b == 0) {
+            break;
+        }
+        at += 16 + len;
+    }
+    at.min(segment.len())
 }
 
 /// Entry point of the crash test's child process: runs a server on port 0

@@ -106,7 +106,7 @@ impl Store {
     /// Store events read from the journal. Idempotent: the first copy of a
     /// provider id keeps the dedupe entry. Only one thread may apply at a
     /// time (the applier, or replay before it starts): the dedupe check
-    /// reads before the batch writes.
+    /// reads before the insert writes.
     pub fn apply(&self, records: &[Record]) -> Result<(), StoreError> {
         // Plain inserts, not `sled::Batch`: every batch seals and writes
         // sled's log buffer with a `sync_file_range`, competing with the
