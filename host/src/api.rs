@@ -34,6 +34,29 @@ impl ApiError {
         }
     }
 
+    /// 404 for a route that does not exist (every listener's fallback).
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+    }
+
+    /// 405 for a route that exists, with the method it takes.
+    pub fn method_not_allowed(allowed: &'static str) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("use {allowed}"),
+        )
+    }
+
+    /// The same answer, closing the connection after it (the rest of the
+    /// request body will not be read).
+    pub fn closing(self) -> Self {
+        Self {
+            close: true,
+            ..self
+        }
+    }
+
     /// 503: try again later (starting, draining, store failure, overload).
     pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
         Self {

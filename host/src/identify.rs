@@ -50,6 +50,14 @@ pub enum IdentifyError {
     /// `split` points at something that is not a JSON array.
     #[error("split: {0}")]
     Split(String),
+    /// `split` found more elements than one request may become.
+    #[error("the batch has {found} elements; at most {max} are accepted per request")]
+    TooMany {
+        /// Elements in the batch.
+        found: usize,
+        /// The most accepted.
+        max: usize,
+    },
 }
 
 /// Where the generic `hmac` and `none` schemes read the id and kind.
@@ -126,10 +134,13 @@ pub fn identify(
 /// top-level array) becomes one event per element, whose provider id is
 /// `{request id}:{index}` and whose kind is the element's `type` when it
 /// has one, else the request's kind. Bodies are the elements' exact bytes.
+/// More than `max` elements are refused ([`IdentifyError::TooMany`]) before
+/// any per-element work.
 pub fn split(
     request: &Identity,
     body: &[u8],
     pointer: &str,
+    max: usize,
 ) -> Result<Vec<(Identity, Vec<u8>)>, IdentifyError> {
     let mut here: &RawValue =
         serde_json::from_slice(body).map_err(|e| IdentifyError::NotJson(e.to_string()))?;
@@ -146,8 +157,10 @@ pub fn split(
             *fields.get(&token).ok_or_else(missing)?
         };
     }
-    let items: Vec<&RawValue> = serde_json::from_str(here.get())
-        .map_err(|_| IdentifyError::Split(format!("{pointer:?} is not an array")))?;
+    let mut de = serde_json::Deserializer::from_str(here.get());
+    let items = serde::Deserializer::deserialize_seq(&mut de, AtMost { max })
+        .map_err(|_| IdentifyError::Split(format!("{pointer:?} is not an array")))?
+        .map_err(|found| IdentifyError::TooMany { found, max })?;
     items
         .into_iter()
         .enumerate()
@@ -182,6 +195,35 @@ fn optional(headers: &HeaderMap, name: &str) -> Result<Option<String>, IdentifyE
                 .trim();
             Ok((!text.is_empty()).then(|| text.to_owned()))
         }
+    }
+}
+
+/// A JSON array's elements, unparsed, when it has at most `max`; else
+/// `Err(count)`, counted without keeping the rest.
+struct AtMost {
+    max: usize,
+}
+
+impl<'de> serde::de::Visitor<'de> for AtMost {
+    type Value = Result<Vec<&'de RawValue>, usize>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON array")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<&'de RawValue>()? {
+            if items.len() == self.max {
+                let mut found = self.max + 1;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    found += 1;
+                }
+                return Ok(Err(found));
+            }
+            items.push(item);
+        }
+        Ok(Ok(items))
     }
 }
 
@@ -412,7 +454,7 @@ mod tests {
             kind: "batch".into(),
         };
         let body = br#"[ {"type":"a", "n": 1.50}, {"n":2} ]"#;
-        let parts = split(&request, body, "").expect("split");
+        let parts = split(&request, body, "", 10).expect("split");
         assert_eq!(parts.len(), 2);
         assert_eq!(
             parts[0].0,
@@ -436,23 +478,35 @@ mod tests {
 
         let nested = br#"{"data":{"items":[{"x":1}]}}"#;
         assert_eq!(
-            split(&request, nested, "/data/items")
+            split(&request, nested, "/data/items", 10)
                 .expect("nested")
                 .len(),
             1
         );
         assert!(matches!(
-            split(&request, nested, "/data"),
+            split(&request, nested, "/data", 10),
             Err(IdentifyError::Split(_))
         ));
         assert!(matches!(
-            split(&request, nested, "/nope"),
+            split(&request, nested, "/nope", 10),
             Err(IdentifyError::Split(_))
         ));
         assert!(matches!(
-            split(&request, b"nope", ""),
+            split(&request, b"nope", "", 10),
             Err(IdentifyError::NotJson(_))
         ));
-        assert_eq!(split(&request, b"[]", "").expect("empty"), vec![]);
+        assert_eq!(split(&request, b"[]", "", 10).expect("empty"), vec![]);
+
+        // The cap: exactly `max` pass, one more is counted and refused.
+        let three = br#"{"a/b":[{},[1,2],"x"]}"#;
+        assert_eq!(split(&request, three, "/a~1b", 3).expect("at max").len(), 3);
+        assert_eq!(
+            split(&request, three, "/a~1b", 2),
+            Err(IdentifyError::TooMany { found: 3, max: 2 })
+        );
+        assert_eq!(
+            split(&request, b"[1,2,3,4,5]", "", 0),
+            Err(IdentifyError::TooMany { found: 5, max: 0 })
+        );
     }
 }

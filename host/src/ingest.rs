@@ -20,16 +20,13 @@ use crate::verify::{self, Scheme, Secret};
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use http_body_util::BodyExt;
 use ipnet::IpNet;
-use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
 use std::collections::HashMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -53,6 +50,9 @@ pub struct Source {
     pub split: Option<String>,
     /// Where generic schemes read the id and kind.
     pub rules: HeaderRules,
+    /// The headers stored with its events ([`kept_header_names`]), worked
+    /// out once rather than per request.
+    pub kept_headers: Vec<HeaderName>,
     /// Client addresses allowed (empty: any).
     pub allow_ips: Vec<IpNet>,
     /// Verified requests per second, if limited.
@@ -206,15 +206,9 @@ pub fn router(ingest: Arc<Ingest>) -> Router {
     Router::new()
         .route(
             "/webhooks/{source}",
-            post(receive).fallback(|| async {
-                ApiError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    "use POST",
-                )
-            }),
+            post(receive).fallback(|| async { ApiError::method_not_allowed("POST") }),
         )
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .fallback(|| async { ApiError::not_found() })
         .with_state(ingest)
 }
 
@@ -298,33 +292,23 @@ async fn receive(
 
     let request = identify::identify(&source.scheme, &source.rules, &headers, &body)
         .map_err(identify_error)?;
-    let kept = kept_headers(&headers, &source.rules);
+    let kept = kept_headers(&headers, &source.kept_headers);
     let received_at_ms = clock::now_ms();
-    let stored = |identity: Identity, body: Vec<u8>| StoredEvent {
+    let stored = |identity: Identity, headers: Vec<(String, String)>, body: Vec<u8>| StoredEvent {
         source: source.name.clone(),
         provider_id: identity.provider_id,
         kind: identity.kind,
         received_at_ms,
-        headers: kept.clone(),
+        headers,
         body,
     };
     let events = match &source.split {
-        None => vec![stored(request, body)],
-        Some(pointer) => {
-            // Counted before splitting, so an oversized batch costs one
-            // pass over the bytes, not an allocation per element.
-            if let Some(n) = split_len(&body, pointer).filter(|n| *n > MAX_SPLIT_EVENTS) {
-                return Err(too_many_events(n));
-            }
-            let parts = identify::split(&request, &body, pointer).map_err(identify_error)?;
-            if parts.len() > MAX_SPLIT_EVENTS {
-                return Err(too_many_events(parts.len()));
-            }
-            parts
-                .into_iter()
-                .map(|(identity, bytes)| stored(identity, bytes))
-                .collect()
-        }
+        None => vec![stored(request, kept, body)],
+        Some(pointer) => identify::split(&request, &body, pointer, MAX_SPLIT_EVENTS)
+            .map_err(identify_error)?
+            .into_iter()
+            .map(|(identity, bytes)| stored(identity, kept.clone(), bytes))
+            .collect(),
     };
 
     let accepted = pipeline.accept(events).await.map_err(pipeline_error)?;
@@ -362,13 +346,13 @@ async fn read_limited(
     limit: usize,
     timeout: Duration,
 ) -> Result<Vec<u8>, ApiError> {
-    let too_large = || ApiError {
-        close: true,
-        ..ApiError::new(
+    let too_large = || {
+        ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             format!("body larger than {limit} bytes"),
         )
+        .closing()
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -415,17 +399,15 @@ async fn read_limited(
                 "request body not received in time"
             );
             // The rest of the body may still come: do not wait for it.
-            Err(ApiError {
-                close: true,
-                ..ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "body_timeout",
-                    format!(
-                        "the request body did not arrive within {} s",
-                        timeout.as_secs_f64()
-                    ),
-                )
-            })
+            Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within {} s",
+                    timeout.as_secs_f64()
+                ),
+            )
+            .closing())
         }
     }
 }
@@ -460,110 +442,28 @@ async fn drain(mut body: Body, mut seen: usize, limit: usize) {
     .await;
 }
 
-/// The headers stored with the event: [`KEPT_HEADERS`] plus the ones this
-/// source reads its id and kind from, since plugins see only what is stored.
-fn kept_headers(headers: &HeaderMap, rules: &HeaderRules) -> Vec<(String, String)> {
-    let mut names: Vec<&str> = KEPT_HEADERS.to_vec();
+/// The headers stored with a source's events: [`KEPT_HEADERS`] plus the
+/// ones it reads its id and kind from, since plugins see only what is
+/// stored.
+pub fn kept_header_names(rules: &HeaderRules) -> Vec<HeaderName> {
+    let mut names: Vec<HeaderName> = KEPT_HEADERS.map(HeaderName::from_static).to_vec();
     for name in [&rules.id_header, &rules.kind_header].into_iter().flatten() {
-        if !names.contains(&name.as_str()) {
-            names.push(name.as_str());
+        if !names.contains(name) {
+            names.push(name.clone());
         }
     }
     names
-        .into_iter()
+}
+
+/// The values of `names` this request has (text ones only).
+fn kept_headers(headers: &HeaderMap, names: &[HeaderName]) -> Vec<(String, String)> {
+    names
+        .iter()
         .filter_map(|name| {
             let v = headers.get(name)?.to_str().ok()?;
-            Some((name.to_owned(), v.to_owned()))
+            Some((name.as_str().to_owned(), v.to_owned()))
         })
         .collect()
-}
-
-/// How many elements the array at JSON pointer `pointer` has, counted
-/// without keeping them; `None` when there is no array there (then
-/// [`identify::split`] says why). Follows the pointer as `split` does.
-fn split_len(body: &[u8], pointer: &str) -> Option<usize> {
-    let mut here: &RawValue = serde_json::from_slice(body).ok()?;
-    for token in pointer.split('/').skip(1) {
-        let token = token.replace("~1", "/").replace("~0", "~");
-        let mut de = serde_json::Deserializer::from_str(here.get());
-        here = serde::Deserializer::deserialize_any(&mut de, Child { token: &token })
-            .ok()
-            .flatten()?;
-    }
-    let mut de = serde_json::Deserializer::from_str(here.get());
-    serde::Deserializer::deserialize_seq(&mut de, CountItems).ok()
-}
-
-/// Finds one member of a JSON object (by key) or array (by index), skipping
-/// the rest without keeping it.
-struct Child<'t> {
-    token: &'t str,
-}
-
-impl<'de> Visitor<'de> for Child<'_> {
-    type Value = Option<&'de RawValue>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object or array")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        // The last of duplicate keys wins, as in `identify::split`.
-        let mut found = None;
-        while let Some(key) = map.next_key::<String>()? {
-            if key == self.token {
-                found = Some(map.next_value::<&'de RawValue>()?);
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(found)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let index: Option<usize> = self.token.parse().ok();
-        let mut found = None;
-        let mut i = 0usize;
-        loop {
-            if Some(i) == index {
-                match seq.next_element::<&'de RawValue>()? {
-                    Some(v) => found = Some(v),
-                    None => break,
-                }
-            } else if seq.next_element::<IgnoredAny>()?.is_none() {
-                break;
-            }
-            i += 1;
-        }
-        Ok(found)
-    }
-}
-
-/// Counts a JSON array's elements without keeping them.
-struct CountItems;
-
-impl<'de> Visitor<'de> for CountItems {
-    type Value = usize;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON array")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
-        let mut n = 0;
-        while seq.next_element::<IgnoredAny>()?.is_some() {
-            n += 1;
-        }
-        Ok(n)
-    }
-}
-
-fn too_many_events(n: usize) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "too_many_events",
-        format!("the batch has {n} elements; at most {MAX_SPLIT_EVENTS} are accepted per request"),
-    )
 }
 
 /// Slack's `url_verification` handshake: answer the challenge inline.
@@ -599,6 +499,13 @@ fn verify_error(e: verify::VerifyError) -> ApiError {
 }
 
 fn identify_error(e: identify::IdentifyError) -> ApiError {
+    if let identify::IdentifyError::TooMany { .. } = e {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_events",
+            e.to_string(),
+        );
+    }
     let code = match e {
         identify::IdentifyError::NotJson(_) => "body_not_json",
         identify::IdentifyError::MissingHeader(_) => "missing_header",
@@ -643,38 +550,6 @@ mod tests {
     }
 
     #[test]
-    fn split_len_follows_the_pointer_like_split() {
-        let cases: [(&str, &str, Option<usize>); 9] = [
-            ("[1,2,3]", "", Some(3)),
-            ("[]", "", Some(0)),
-            (r#"{"items":[{},{"a":[1]}]}"#, "/items", Some(2)),
-            (r#"{"a":{"b":[[1],[2,3,4]]}}"#, "/a/b/1", Some(3)),
-            (r#"{"a/b":[1],"m~n":[1,2]}"#, "/a~1b", Some(1)),
-            (r#"{"a/b":[1],"m~n":[1,2]}"#, "/m~0n", Some(2)),
-            (r#"{"items":{}}"#, "/items", None),
-            (r#"{"items":[1]}"#, "/nope", None),
-            ("not json", "", None),
-        ];
-        for (body, pointer, want) in cases {
-            assert_eq!(
-                split_len(body.as_bytes(), pointer),
-                want,
-                "{body} {pointer}"
-            );
-            let request = Identity {
-                provider_id: "r".into(),
-                kind: "k".into(),
-            };
-            let split = identify::split(&request, body.as_bytes(), pointer).ok();
-            assert_eq!(
-                split.map(|s| s.len()),
-                want,
-                "split disagrees: {body} {pointer}"
-            );
-        }
-    }
-
-    #[test]
     fn configured_id_and_kind_headers_are_kept_once() {
         let mut h = HeaderMap::new();
         h.insert("x-delivery", "d-1".parse().expect("value"));
@@ -685,16 +560,18 @@ mod tests {
             id_header: Some(http::HeaderName::from_static("x-delivery")),
             kind_header: Some(http::HeaderName::from_static("x-topic")),
         };
-        let kept = kept_headers(&h, &rules);
+        let kept = kept_headers(&h, &kept_header_names(&rules));
         let names: Vec<&str> = kept.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["x-webhook-id", "x-delivery", "x-topic"]);
         let same = HeaderRules {
             id_header: Some(http::HeaderName::from_static("x-webhook-id")),
             kind_header: None,
         };
-        assert_eq!(kept_headers(&h, &same).len(), 1);
-        assert!(kept_headers(&h, &HeaderRules::default())
-            .iter()
-            .all(|(n, _)| n == "x-webhook-id"));
+        assert_eq!(kept_headers(&h, &kept_header_names(&same)).len(), 1);
+        assert!(
+            kept_headers(&h, &kept_header_names(&HeaderRules::default()))
+                .iter()
+                .all(|(n, _)| n == "x-webhook-id")
+        );
     }
 }

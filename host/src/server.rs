@@ -459,16 +459,18 @@ fn sources(config: &Config) -> Result<HashMap<String, Arc<Source>>, ServerError>
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let rules = identify::HeaderRules {
+            id_header: header("id_header", &s.id_header)?,
+            kind_header: header("kind_header", &s.kind_header)?,
+        };
         let source = Source {
             name: s.name.clone(),
             secrets,
             tolerance_secs: s.tolerance_secs,
             max_body_bytes: s.max_body_bytes,
             split: s.split.clone(),
-            rules: identify::HeaderRules {
-                id_header: header("id_header", &s.id_header)?,
-                kind_header: header("kind_header", &s.kind_header)?,
-            },
+            kept_headers: ingest::kept_header_names(&rules),
+            rules,
             allow_ips: s.allow_ips.clone(),
             rate_limit: s
                 .rate_limit_per_s
