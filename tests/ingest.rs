@@ -577,6 +577,51 @@ async fn split_batches_are_capped() {
 }
 
 #[tokio::test]
+async fn the_header_deadline_does_not_cut_a_request_being_served() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = write_config(dir.path(), CONFIG);
+    let header_timeout = Duration::from_secs(1);
+    let s = TestServer::start_with(&config, |c| {
+        c.server.header_read_timeout = header_timeout;
+        c.server.body_read_timeout = Duration::from_secs(10);
+    })
+    .await;
+
+    // Headers at once, then the body a byte at a time over more than twice
+    // the header deadline: the body has its own, longer one.
+    let body = br#"{"slow":"but steady"}"#.to_vec();
+    let sig = hmac_headers(&body, Some("slow-1"));
+    let mut head = vec![
+        "POST /webhooks/small HTTP/1.1".to_string(),
+        "host: test".into(),
+        "connection: close".into(),
+        format!("content-length: {}", body.len()),
+    ];
+    head.extend(
+        sig.iter()
+            .map(|(k, v)| format!("{k}: {}", String::from_utf8_lossy(v))),
+    );
+    let head: Vec<&str> = head.iter().map(String::as_str).collect();
+    let mut conn = TcpStream::connect(s.ingest).await.expect("connect");
+    conn.write_all(&raw_request(&head, b""))
+        .await
+        .expect("head");
+    let pause = header_timeout * 5 / 2 / body.len() as u32;
+    for byte in &body {
+        tokio::time::sleep(pause).await;
+        conn.write_all(std::slice::from_ref(byte))
+            .await
+            .expect("the connection stays open while the body arrives");
+    }
+    let answer = read_until_closed(&mut conn, Duration::from_secs(10))
+        .await
+        .expect("answered");
+    let (status, head, body) = parse_raw_answer(&answer).expect("an HTTP answer");
+    assert_eq!(status, 200, "{head} {}", String::from_utf8_lossy(&body));
+    s.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
 async fn a_stalled_body_gets_408_and_frees_its_slot() {
     let dir = tempfile::tempdir().expect("tmp");
     // One request in flight at a time: the stalled one holds the only slot.

@@ -1297,8 +1297,8 @@ secrets = { api_key = "env:BILLING_API_KEY" }
         assert!(s.sync);
         assert_eq!(s.max_connections, 4096);
         assert_eq!(s.shutdown_grace_ms, 10_000);
-        assert_eq!(s.header_read_timeout, HEADER_READ_TIMEOUT);
-        assert_eq!(s.body_read_timeout, BODY_READ_TIMEOUT);
+        assert_eq!(s.header_read_timeout, Duration::from_secs(30));
+        assert_eq!(s.body_read_timeout, Duration::from_secs(30));
 
         assert_eq!(config.sources.len(), 1);
         let demo = &config.sources[0];
