@@ -26,6 +26,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::runtime::TrapKind;
+
 /// The defaults layer, compiled in so a binary with no config file still
 /// starts (and so the defaults an operator reads are the ones that run).
 const DEFAULTS_TOML: &str = include_str!("../config.default.toml");
@@ -82,17 +84,43 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// DESIGN.md names none.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Most delivery workers: each one can hold a fresh plugin instance (up to
+/// `memory_mb`) and, in guest code, a thread, so 4096 is far past what one
+/// host's cores and memory can use; a larger value is a typo.
+const MAX_WORKERS: usize = 4096;
+/// Longest retention, ten years: longer is a typo (seconds or hours written
+/// as days), and it keeps [`ServerConfig::retention`] far from overflow.
+const MAX_RETENTION_DAYS: u64 = 3650;
+/// Seconds in a day, for [`ServerConfig::retention`].
+const SECS_PER_DAY: u64 = 86_400;
+
 /// Limits shared by `[defaults]` and `[plugin.NAME]`: (key, min, max).
 /// An hour bounds the wall clock one call may hold a worker; 1 GiB bounds
 /// what one instance may take from the host (32-bit WASM cannot use 4 GiB
-/// usefully, and 16 of them at once must still fit).
-const LIMITS: [(&str, u64, Option<u64>); 6] = [
+/// usefully, and 16 of them at once must still fit). A breaker that opens
+/// after 0 failures, or cools down for 0 ms, would be no breaker at all.
+const LIMITS: [(&str, u64, Option<u64>); 8] = [
     ("fuel", 1, None),
     ("timeout_ms", 1, Some(3_600_000)),
     ("memory_mb", 1, Some(1024)),
     ("concurrency", 1, None),
     ("max_attempts", 1, None),
     ("backoff_base_ms", 1, None),
+    ("breaker_failures", 1, None),
+    ("breaker_cooldown_ms", 1, None),
+];
+
+/// Every trap kind `dead_letter_traps` may name, in the order errors list
+/// them. Spelled by [`TrapKind::as_str`], the names logs, metrics and the
+/// admin API show, so an operator can copy a kind from a dead letter into
+/// the config.
+const TRAP_KINDS: [TrapKind; 6] = [
+    TrapKind::Fuel,
+    TrapKind::Deadline,
+    TrapKind::Memory,
+    TrapKind::Panic,
+    TrapKind::Stack,
+    TrapKind::Other,
 ];
 
 /// Why a config was refused: the key (`source[1].scheme`, or where a TOML
@@ -185,12 +213,30 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// How long shutdown waits for in-flight requests and plugin calls.
     pub shutdown_grace_ms: u64,
+    /// Plugin calls running at once across all plugins: the size of the
+    /// delivery worker pool, 1 to 4096. Bounds the CPU and memory plugins
+    /// take from the host as a whole, where each plugin's `concurrency`
+    /// only bounds that plugin.
+    pub workers: usize,
+    /// Days completed and unrouted events, and their dedupe entries, are
+    /// kept (1 to 3650): it bounds the store's growth and is also the dedupe
+    /// window, so a provider's redelivery older than this is a new event.
+    /// Dead letters are not affected. See [`ServerConfig::retention`].
+    pub retention_days: u64,
     /// Deadline for a request's headers ([`HEADER_READ_TIMEOUT`]). Not read
     /// from the config file; embedders and tests may shorten it.
     pub header_read_timeout: Duration,
     /// Deadline for a request's body ([`BODY_READ_TIMEOUT`]). Not read from
     /// the config file; embedders and tests may shorten it.
     pub body_read_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// [`ServerConfig::retention_days`] as a duration, for the code that
+    /// compares it with event times.
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(self.retention_days.saturating_mul(SECS_PER_DAY))
+    }
 }
 
 /// A source's signature scheme, as written in `scheme = "..."`. Named apart
@@ -299,6 +345,16 @@ pub struct PluginDefaults {
     pub backoff_base_ms: u64,
     /// Cap on one retry delay; at least `backoff_base_ms`.
     pub backoff_max_ms: u64,
+    /// Consecutive failed calls that open the plugin's circuit breaker, so a
+    /// plugin failing every call stops taking workers from healthy ones.
+    pub breaker_failures: u32,
+    /// First cool-down of an open breaker (one probe call after it);
+    /// doubles with each failed probe.
+    pub breaker_cooldown_ms: u64,
+    /// Trap kinds that dead-letter at once instead of being retried, for a
+    /// failure that retrying cannot fix (e.g. a plugin that panics on some
+    /// input). No duplicates; empty: every trap is retried.
+    pub dead_letter_traps: Vec<TrapKind>,
 }
 
 /// Which plugin's deliveries run first when workers are busy.
@@ -343,6 +399,13 @@ pub struct PluginOverrides {
     pub backoff_base_ms: Option<u64>,
     /// Overrides [`PluginDefaults::backoff_max_ms`].
     pub backoff_max_ms: Option<u64>,
+    /// Overrides [`PluginDefaults::breaker_failures`].
+    pub breaker_failures: Option<u32>,
+    /// Overrides [`PluginDefaults::breaker_cooldown_ms`].
+    pub breaker_cooldown_ms: Option<u64>,
+    /// Replaces [`PluginDefaults::dead_letter_traps`] (the list is not
+    /// merged: `Some(vec![])` retries every trap whatever the defaults say).
+    pub dead_letter_traps: Option<Vec<TrapKind>>,
     /// Scheduling priority of this plugin's deliveries.
     pub priority: Priority,
     /// JSON pointer into the body: deliveries with the same value there run
@@ -377,6 +440,12 @@ pub struct EffectivePlugin {
     pub backoff_base_ms: u64,
     /// Cap on one retry delay.
     pub backoff_max_ms: u64,
+    /// Consecutive failures that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// First cool-down of an open breaker.
+    pub breaker_cooldown_ms: u64,
+    /// Trap kinds that dead-letter at once instead of being retried.
+    pub dead_letter_traps: Vec<TrapKind>,
     /// Scheduling priority.
     pub priority: Priority,
     /// Per-key FIFO pointer, if any.
@@ -404,6 +473,9 @@ impl Config {
                 max_attempts: d.max_attempts,
                 backoff_base_ms: d.backoff_base_ms,
                 backoff_max_ms: d.backoff_max_ms,
+                breaker_failures: d.breaker_failures,
+                breaker_cooldown_ms: d.breaker_cooldown_ms,
+                dead_letter_traps: d.dead_letter_traps.clone(),
                 priority: Priority::default(),
                 order_key: None,
                 subscribe: None,
@@ -419,6 +491,13 @@ impl Config {
             max_attempts: o.max_attempts.unwrap_or(d.max_attempts),
             backoff_base_ms: o.backoff_base_ms.unwrap_or(d.backoff_base_ms),
             backoff_max_ms: o.backoff_max_ms.unwrap_or(d.backoff_max_ms),
+            breaker_failures: o.breaker_failures.unwrap_or(d.breaker_failures),
+            breaker_cooldown_ms: o.breaker_cooldown_ms.unwrap_or(d.breaker_cooldown_ms),
+            dead_letter_traps: o
+                .dead_letter_traps
+                .as_ref()
+                .unwrap_or(&d.dead_letter_traps)
+                .clone(),
             priority: o.priority,
             order_key: o.order_key.clone(),
             subscribe: o.subscribe.clone(),
@@ -625,6 +704,8 @@ struct ServerLayer {
     sync: Option<bool>,
     max_connections: Option<usize>,
     shutdown_grace_ms: Option<u64>,
+    workers: Option<usize>,
+    retention_days: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -637,6 +718,9 @@ struct DefaultsLayer {
     max_attempts: Option<u32>,
     backoff_base_ms: Option<u64>,
     backoff_max_ms: Option<u64>,
+    breaker_failures: Option<u32>,
+    breaker_cooldown_ms: Option<u64>,
+    dead_letter_traps: Option<Vec<String>>,
 }
 
 /// A source as written; complete within its layer (lists are replaced).
@@ -667,6 +751,9 @@ struct RawPlugin {
     max_attempts: Option<u32>,
     backoff_base_ms: Option<u64>,
     backoff_max_ms: Option<u64>,
+    breaker_failures: Option<u32>,
+    breaker_cooldown_ms: Option<u64>,
+    dead_letter_traps: Option<Vec<String>>,
     priority: Option<String>,
     order_key: Option<String>,
     subscribe: Option<Vec<String>>,
@@ -753,6 +840,15 @@ fn resolve_server(raw: ServerLayer, env: &[(String, String)]) -> Result<ServerCo
     }
     let max_connections = required(raw.max_connections, "server.max_connections")?;
     within("server.max_connections", max_connections, 1, None)?;
+    let workers = required(raw.workers, "server.workers")?;
+    within("server.workers", workers, 1, Some(MAX_WORKERS))?;
+    let retention_days = required(raw.retention_days, "server.retention_days")?;
+    within(
+        "server.retention_days",
+        retention_days,
+        1,
+        Some(MAX_RETENTION_DAYS),
+    )?;
     Ok(ServerConfig {
         listen,
         admin_listen,
@@ -763,6 +859,8 @@ fn resolve_server(raw: ServerLayer, env: &[(String, String)]) -> Result<ServerCo
         sync: required(raw.sync, "server.sync")?,
         max_connections,
         shutdown_grace_ms: required(raw.shutdown_grace_ms, "server.shutdown_grace_ms")?,
+        workers,
+        retention_days,
         header_read_timeout: HEADER_READ_TIMEOUT,
         body_read_timeout: BODY_READ_TIMEOUT,
     })
@@ -777,6 +875,12 @@ fn resolve_defaults(raw: DefaultsLayer) -> Result<PluginDefaults, ConfigError> {
         max_attempts: required(raw.max_attempts, "defaults.max_attempts")?,
         backoff_base_ms: required(raw.backoff_base_ms, "defaults.backoff_base_ms")?,
         backoff_max_ms: required(raw.backoff_max_ms, "defaults.backoff_max_ms")?,
+        breaker_failures: required(raw.breaker_failures, "defaults.breaker_failures")?,
+        breaker_cooldown_ms: required(raw.breaker_cooldown_ms, "defaults.breaker_cooldown_ms")?,
+        dead_letter_traps: parse_traps(
+            "defaults.dead_letter_traps",
+            &required(raw.dead_letter_traps, "defaults.dead_letter_traps")?,
+        )?,
     };
     check_limits(
         "defaults",
@@ -787,6 +891,8 @@ fn resolve_defaults(raw: DefaultsLayer) -> Result<PluginDefaults, ConfigError> {
             Some(u64::from(defaults.concurrency)),
             Some(u64::from(defaults.max_attempts)),
             Some(defaults.backoff_base_ms),
+            Some(u64::from(defaults.breaker_failures)),
+            Some(defaults.breaker_cooldown_ms),
         ],
     )?;
     check_backoff(
@@ -798,7 +904,7 @@ fn resolve_defaults(raw: DefaultsLayer) -> Result<PluginDefaults, ConfigError> {
 }
 
 /// Checks the [`LIMITS`] that are set, in `LIMITS` order.
-fn check_limits(prefix: &str, values: [Option<u64>; 6]) -> Result<(), ConfigError> {
+fn check_limits(prefix: &str, values: [Option<u64>; LIMITS.len()]) -> Result<(), ConfigError> {
     for ((name, min, max), value) in LIMITS.iter().zip(values) {
         if let Some(value) = value {
             within(&format!("{prefix}.{name}"), value, *min, *max)?;
@@ -995,8 +1101,15 @@ fn resolve_plugin(
             raw.concurrency.map(u64::from),
             raw.max_attempts.map(u64::from),
             raw.backoff_base_ms,
+            raw.breaker_failures.map(u64::from),
+            raw.breaker_cooldown_ms,
         ],
     )?;
+    let dead_letter_traps = raw
+        .dead_letter_traps
+        .as_deref()
+        .map(|names| parse_traps(&at("dead_letter_traps"), names))
+        .transpose()?;
     // Checked on the effective pair: a base raised above the default cap is
     // as wrong as a cap lowered below the default base.
     if raw.backoff_base_ms.is_some() || raw.backoff_max_ms.is_some() {
@@ -1058,6 +1171,9 @@ fn resolve_plugin(
         max_attempts: raw.max_attempts,
         backoff_base_ms: raw.backoff_base_ms,
         backoff_max_ms: raw.backoff_max_ms,
+        breaker_failures: raw.breaker_failures,
+        breaker_cooldown_ms: raw.breaker_cooldown_ms,
+        dead_letter_traps,
         priority,
         order_key: raw.order_key,
         subscribe: raw.subscribe,
@@ -1101,6 +1217,41 @@ fn resolve_secret(
             Err(err(key, format!("environment variable {name} is empty")))
         }
         Some((_, v)) => Ok(SecretString(v.clone())),
+    }
+}
+
+/// Trap kind names as [`TrapKind::as_str`] spells them; a name given twice
+/// is kept once. An unknown name is refused with the valid ones, since a
+/// misspelt kind would otherwise silently keep being retried.
+fn parse_traps(key: &str, names: &[String]) -> Result<Vec<TrapKind>, ConfigError> {
+    let mut kinds = Vec::with_capacity(names.len());
+    for (j, name) in names.iter().enumerate() {
+        let kind = TRAP_KINDS
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+            .ok_or_else(|| {
+                err(
+                    format!("{key}[{j}]"),
+                    format!(
+                        "unknown trap kind {name:?} (expected {})",
+                        trap_kind_names()
+                    ),
+                )
+            })?;
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    Ok(kinds)
+}
+
+/// `fuel, deadline, memory, panic, stack or other`, from [`TRAP_KINDS`].
+fn trap_kind_names() -> String {
+    let names: Vec<&str> = TRAP_KINDS.iter().map(|kind| kind.as_str()).collect();
+    match names.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
     }
 }
 
@@ -1297,6 +1448,9 @@ secrets = { api_key = "env:BILLING_API_KEY" }
         assert!(s.sync);
         assert_eq!(s.max_connections, 4096);
         assert_eq!(s.shutdown_grace_ms, 10_000);
+        assert_eq!(s.workers, 32);
+        assert_eq!(s.retention_days, 7);
+        assert_eq!(s.retention(), Duration::from_secs(7 * 24 * 3600));
         assert_eq!(s.header_read_timeout, Duration::from_secs(30));
         assert_eq!(s.body_read_timeout, Duration::from_secs(30));
 
@@ -1324,9 +1478,21 @@ secrets = { api_key = "env:BILLING_API_KEY" }
                 max_attempts: 12,
                 backoff_base_ms: 2000,
                 backoff_max_ms: 3_600_000,
+                breaker_failures: 5,
+                breaker_cooldown_ms: 30_000,
+                dead_letter_traps: Vec::new(),
             }
         );
         assert!(config.plugins.is_empty());
+        let any = config.plugin_settings("any");
+        assert_eq!(
+            (
+                any.breaker_failures,
+                any.breaker_cooldown_ms,
+                any.dead_letter_traps.len()
+            ),
+            (5, 30_000, 0)
+        );
 
         // An empty file and an empty string are zero config too.
         assert_eq!(
@@ -1519,6 +1685,10 @@ secrets = { api_key = "env:BILLING_API_KEY" }
             ("[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n".into(), "server.trusted_proxies[0]", "not a network"),
             ("[server]\ndata_dir = \"\"\n".into(), "server.data_dir", "must not be empty"),
             ("[server]\nmax_connections = 0\n".into(), "server.max_connections", "at least 1"),
+            ("[server]\nworkers = 0\n".into(), "server.workers", "between 1 and 4096"),
+            ("[server]\nworkers = 4097\n".into(), "server.workers", "between 1 and 4096"),
+            ("[server]\nretention_days = 0\n".into(), "server.retention_days", "between 1 and 3650"),
+            ("[server]\nretention_days = 3651\n".into(), "server.retention_days", "between 1 and 3650"),
             ("[[source]]\nname = \"Bad Name\"\nscheme = \"none\"\n".into(), "source[0].name", "not a valid source name"),
             (format!("[[source]]\nname = \"{long}\"\nscheme = \"none\"\n"), "source[0].name", "1 to 64"),
             ("[[source]]\nname = \"a\"\nscheme = \"none\"\n[[source]]\nname = \"a\"\nscheme = \"none\"\n".into(), "source[1].name", "already the name of source[0]"),
@@ -1552,6 +1722,9 @@ secrets = { api_key = "env:BILLING_API_KEY" }
             ("[defaults]\nmax_attempts = 0\n".into(), "defaults.max_attempts", "at least 1"),
             ("[defaults]\nbackoff_base_ms = 0\n".into(), "defaults.backoff_base_ms", "at least 1"),
             ("[defaults]\nbackoff_max_ms = 1000\n".into(), "defaults.backoff_max_ms", "less than backoff_base_ms (2000)"),
+            ("[defaults]\nbreaker_failures = 0\n".into(), "defaults.breaker_failures", "at least 1"),
+            ("[defaults]\nbreaker_cooldown_ms = 0\n".into(), "defaults.breaker_cooldown_ms", "at least 1"),
+            ("[defaults]\ndead_letter_traps = [\"oom\"]\n".into(), "defaults.dead_letter_traps[0]", "unknown trap kind \"oom\" (expected fuel, deadline, memory, panic, stack or other)"),
             ("[plugin.Billing]\n".into(), "plugin.Billing", "not a valid plugin name"),
             ("[plugin.echo]\nfuel = 0\n".into(), "plugin.echo.fuel", "at least 1"),
             ("[plugin.echo]\ntimeout_ms = 0\n".into(), "plugin.echo.timeout_ms", "between 1 and 3600000"),
@@ -1560,6 +1733,9 @@ secrets = { api_key = "env:BILLING_API_KEY" }
             ("[plugin.echo]\nmax_attempts = 0\n".into(), "plugin.echo.max_attempts", "at least 1"),
             ("[plugin.echo]\nbackoff_base_ms = 7200000\n".into(), "plugin.echo.backoff_base_ms", "less than backoff_base_ms"),
             ("[plugin.echo]\nbackoff_max_ms = 10\n".into(), "plugin.echo.backoff_max_ms", "less than backoff_base_ms"),
+            ("[plugin.echo]\nbreaker_failures = 0\n".into(), "plugin.echo.breaker_failures", "at least 1"),
+            ("[plugin.echo]\nbreaker_cooldown_ms = 0\n".into(), "plugin.echo.breaker_cooldown_ms", "at least 1"),
+            ("[plugin.echo]\ndead_letter_traps = [\"panic\", \"Fuel\"]\n".into(), "plugin.echo.dead_letter_traps[1]", "unknown trap kind \"Fuel\" (expected fuel, deadline, memory, panic, stack or other)"),
             ("[plugin.echo]\npriority = \"urgent\"\n".into(), "plugin.echo.priority", "unknown priority \"urgent\" (expected high, normal or low)"),
             ("[plugin.echo]\norder_key = \"customer\"\n".into(), "plugin.echo.order_key", "not a JSON pointer"),
             ("[plugin.echo]\nsubscribe = [\"*\", \"invoice.paid\"]\n".into(), "plugin.echo.subscribe[1]", "\"source:kind\""),
@@ -1656,6 +1832,8 @@ secrets = { api_key = "env:BILLING_API_KEY" }
             "sync",
             "max_connections",
             "shutdown_grace_ms",
+            "workers",
+            "retention_days",
             "name",
             "scheme",
             "secrets",
@@ -1674,6 +1852,9 @@ secrets = { api_key = "env:BILLING_API_KEY" }
             "max_attempts",
             "backoff_base_ms",
             "backoff_max_ms",
+            "breaker_failures",
+            "breaker_cooldown_ms",
+            "dead_letter_traps",
             "priority",
             "order_key",
             "subscribe",
@@ -1694,6 +1875,153 @@ secrets = { api_key = "env:BILLING_API_KEY" }
         ] {
             assert!(DEFAULTS_TOML.contains(section), "{section}");
         }
+    }
+
+    #[test]
+    fn delivery_keys_come_from_the_file_and_merge_per_plugin() {
+        let text = "[server]\nworkers = 4\nretention_days = 30\n\
+                    [defaults]\nbreaker_failures = 3\ndead_letter_traps = [\"panic\"]\n\
+                    [plugin.billing]\nbreaker_cooldown_ms = 500\ndead_letter_traps = []\n\
+                    [plugin.analytics]\nbreaker_failures = 10\n\
+                    dead_letter_traps = [\"fuel\", \"stack\", \"fuel\"]\n";
+        let config = load_file(text, &[]).expect("loads");
+        assert_eq!(config.server.workers, 4);
+        assert_eq!(config.server.retention_days, 30);
+        assert_eq!(config.server.retention(), Duration::from_secs(30 * 86_400));
+        assert_eq!(config.defaults.breaker_failures, 3);
+        assert_eq!(
+            config.defaults.breaker_cooldown_ms, 30_000,
+            "from the built-in defaults"
+        );
+        assert_eq!(config.defaults.dead_letter_traps, [TrapKind::Panic]);
+        assert_eq!(
+            config.plugins["billing"].dead_letter_traps,
+            Some(Vec::new()),
+            "an empty list is set, not absent"
+        );
+        assert_eq!(config.plugins["billing"].breaker_failures, None);
+
+        // (plugin, breaker_failures, breaker_cooldown_ms, dead_letter_traps)
+        let cases: [(&str, u32, u64, &[TrapKind]); 3] = [
+            // Only the cool-down overridden; [] replaces the defaults' list.
+            ("billing", 3, 500, &[]),
+            // A repeated kind is kept once, in the order first written.
+            ("analytics", 10, 30_000, &[TrapKind::Fuel, TrapKind::Stack]),
+            // No [plugin.NAME] table: the defaults.
+            ("other", 3, 30_000, &[TrapKind::Panic]),
+        ];
+        for (name, failures, cool_down, traps) in cases {
+            let settings = config.plugin_settings(name);
+            assert_eq!(settings.breaker_failures, failures, "{name}");
+            assert_eq!(settings.breaker_cooldown_ms, cool_down, "{name}");
+            assert_eq!(settings.dead_letter_traps, traps, "{name}");
+        }
+        // The largest values allowed load, and retention does not overflow.
+        let most =
+            load_file("[server]\nworkers = 4096\nretention_days = 3650\n", &[]).expect("loads");
+        assert_eq!(most.server.retention(), Duration::from_secs(3650 * 86_400));
+    }
+
+    #[test]
+    fn env_overrides_the_delivery_keys() {
+        let e = env(&[
+            ("HOOKHOST_SERVER__WORKERS", "8"),
+            ("HOOKHOST_SERVER__RETENTION_DAYS", "2"),
+            ("HOOKHOST_DEFAULTS__BREAKER_FAILURES", "2"),
+            ("HOOKHOST_DEFAULTS__BREAKER_COOLDOWN_MS", "750"),
+            (
+                "HOOKHOST_DEFAULTS__DEAD_LETTER_TRAPS",
+                r#"["memory", "panic"]"#,
+            ),
+        ]);
+        let file = "[server]\nworkers = 64\n[defaults]\ndead_letter_traps = [\"other\"]\n";
+        let config = load_file(file, &e).expect("loads");
+        assert_eq!(config.server.workers, 8, "the environment beats the file");
+        assert_eq!(config.server.retention_days, 2);
+        assert_eq!(config.defaults.breaker_failures, 2);
+        assert_eq!(config.defaults.breaker_cooldown_ms, 750);
+        assert_eq!(
+            config.defaults.dead_letter_traps,
+            [TrapKind::Memory, TrapKind::Panic],
+            "the environment's list replaces the file's"
+        );
+        let cleared = build(
+            None,
+            &env(&[("HOOKHOST_DEFAULTS__DEAD_LETTER_TRAPS", "[]")]),
+        )
+        .expect("loads");
+        assert!(cleared.defaults.dead_letter_traps.is_empty());
+
+        // (variable, value, key of the error, words in its message)
+        let cases = [
+            (
+                "HOOKHOST_SERVER__WORKERS",
+                "0",
+                "server.workers",
+                "between 1 and 4096",
+            ),
+            (
+                "HOOKHOST_SERVER__WORKERS",
+                "many",
+                "HOOKHOST_SERVER__WORKERS",
+                "server.workers",
+            ),
+            (
+                "HOOKHOST_SERVER__RETENTION_DAYS",
+                "-1",
+                "HOOKHOST_SERVER__RETENTION_DAYS",
+                "server.retention_days",
+            ),
+            (
+                "HOOKHOST_DEFAULTS__BREAKER_FAILURES",
+                "0",
+                "defaults.breaker_failures",
+                "at least 1",
+            ),
+            (
+                "HOOKHOST_DEFAULTS__DEAD_LETTER_TRAPS",
+                "panic",
+                "HOOKHOST_DEFAULTS__DEAD_LETTER_TRAPS",
+                "defaults.dead_letter_traps",
+            ),
+            (
+                "HOOKHOST_DEFAULTS__DEAD_LETTER_TRAPS",
+                r#"["fuel", "oops"]"#,
+                "defaults.dead_letter_traps[1]",
+                "unknown trap kind \"oops\"",
+            ),
+        ];
+        for (variable, value, key, words) in cases {
+            let error = build(None, &env(&[(variable, value)])).expect_err(value);
+            assert_eq!(error.key, key, "{variable}={value}: {error}");
+            assert!(error.message.contains(words), "{variable}={value}: {error}");
+        }
+    }
+
+    #[test]
+    fn every_trap_kind_is_a_valid_name() {
+        for kind in TRAP_KINDS {
+            // Exhaustive on purpose: a new TrapKind stops this compiling
+            // until TRAP_KINDS (and config.default.toml) list it.
+            match kind {
+                TrapKind::Fuel
+                | TrapKind::Deadline
+                | TrapKind::Memory
+                | TrapKind::Panic
+                | TrapKind::Stack
+                | TrapKind::Other => {}
+            }
+            let names = vec![kind.as_str().to_owned()];
+            assert_eq!(parse_traps("k", &names), Ok(vec![kind]));
+            assert!(
+                DEFAULTS_TOML.contains(kind.as_str()),
+                "{kind:?} undocumented"
+            );
+        }
+        assert_eq!(
+            trap_kind_names(),
+            "fuel, deadline, memory, panic, stack or other"
+        );
     }
 
     #[test]

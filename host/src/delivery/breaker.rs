@@ -27,6 +27,7 @@
 //! not know about workers or queues; the caller holds one [`Breaker`] per
 //! plugin behind whatever lock its scheduler uses.
 
+use crate::config::EffectivePlugin;
 use crate::runtime::Outcome;
 
 /// Consecutive failures that trip the breaker. Five tells a broken plugin
@@ -60,6 +61,22 @@ impl Default for BreakerConfig {
             failure_threshold: DEFAULT_FAILURE_THRESHOLD,
             cool_down_ms: DEFAULT_COOL_DOWN_MS,
             max_cool_down_ms: DEFAULT_MAX_COOL_DOWN_MS,
+        }
+    }
+}
+
+impl BreakerConfig {
+    /// A plugin's breaker from its effective settings
+    /// ([`crate::config::Config::plugin_settings`]): `breaker_failures` and
+    /// `breaker_cooldown_ms`, overrides applied. The cap is not a config
+    /// key: it stays [`DEFAULT_MAX_COOL_DOWN_MS`], raised to the first
+    /// cool-down when that is longer, so a long configured cool-down is
+    /// never shortened by the cap.
+    pub fn from_settings(settings: &EffectivePlugin) -> Self {
+        Self {
+            failure_threshold: settings.breaker_failures,
+            cool_down_ms: settings.breaker_cooldown_ms,
+            max_cool_down_ms: DEFAULT_MAX_COOL_DOWN_MS.max(settings.breaker_cooldown_ms),
         }
     }
 }
@@ -676,6 +693,41 @@ mod tests {
         for (state, name, json) in cases {
             assert_eq!(state.as_str(), name);
             assert_eq!(serde_json::to_string(&state).expect("serializes"), json);
+        }
+    }
+
+    #[test]
+    fn built_from_config_defaults_and_overrides() {
+        let config = crate::config::load_str(
+            "[plugin.fast]\nbreaker_failures = 2\nbreaker_cooldown_ms = 1000\n\
+             [plugin.slow]\nbreaker_cooldown_ms = 600000\n",
+            &[],
+        )
+        .expect("config loads");
+        // (plugin, expected config): the shipped defaults are the
+        // constants'; a cool-down above the default cap raises the cap.
+        let cases = [
+            ("other", BreakerConfig::default()),
+            (
+                "fast",
+                BreakerConfig {
+                    failure_threshold: 2,
+                    cool_down_ms: 1_000,
+                    max_cool_down_ms: DEFAULT_MAX_COOL_DOWN_MS,
+                },
+            ),
+            (
+                "slow",
+                BreakerConfig {
+                    failure_threshold: DEFAULT_FAILURE_THRESHOLD,
+                    cool_down_ms: 600_000,
+                    max_cool_down_ms: 600_000,
+                },
+            ),
+        ];
+        for (name, want) in cases {
+            let got = BreakerConfig::from_settings(&config.plugin_settings(name));
+            assert_eq!(got, want, "{name}");
         }
     }
 }

@@ -70,14 +70,13 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The policy of a plugin from its effective settings
     /// ([`crate::config::Config::plugin_settings`]), so per-plugin overrides
-    /// apply. `dead_letter_traps` starts empty; see
-    /// [`RetryPolicy::with_dead_letter_traps`].
+    /// apply, `dead_letter_traps` included.
     pub fn from_settings(settings: &EffectivePlugin) -> Self {
         Self {
             max_attempts: settings.max_attempts,
             backoff_base_ms: settings.backoff_base_ms,
             backoff_max_ms: settings.backoff_max_ms,
-            dead_letter_traps: Vec::new(),
+            dead_letter_traps: settings.dead_letter_traps.clone(),
         }
     }
 
@@ -87,7 +86,7 @@ impl RetryPolicy {
             max_attempts: defaults.max_attempts,
             backoff_base_ms: defaults.backoff_base_ms,
             backoff_max_ms: defaults.backoff_max_ms,
-            dead_letter_traps: Vec::new(),
+            dead_letter_traps: defaults.dead_letter_traps.clone(),
         }
     }
 
@@ -528,7 +527,10 @@ mod tests {
     fn built_from_config_defaults_and_overrides() {
         let config = crate::config::load_str(
             "[defaults]\nmax_attempts = 5\nbackoff_base_ms = 100\nbackoff_max_ms = 1000\n\
-             [plugin.billing]\nmax_attempts = 3\nbackoff_max_ms = 500\n",
+             dead_letter_traps = [\"panic\"]\n\
+             [plugin.billing]\nmax_attempts = 3\nbackoff_max_ms = 500\n\
+             dead_letter_traps = [\"memory\", \"stack\"]\n\
+             [plugin.lenient]\ndead_letter_traps = []\n",
             &[],
         )
         .expect("config loads");
@@ -539,7 +541,7 @@ mod tests {
                 max_attempts: 5,
                 backoff_base_ms: 100,
                 backoff_max_ms: 1_000,
-                dead_letter_traps: Vec::new(),
+                dead_letter_traps: vec![TrapKind::Panic],
             }
         );
         assert_eq!(
@@ -552,8 +554,28 @@ mod tests {
                 max_attempts: 3,
                 backoff_base_ms: 100,
                 backoff_max_ms: 500,
-                dead_letter_traps: Vec::new(),
+                dead_letter_traps: vec![TrapKind::Memory, TrapKind::Stack],
             }
+        );
+        // A plugin's empty list replaces the defaults': every trap retried.
+        assert_eq!(
+            RetryPolicy::from_settings(&config.plugin_settings("lenient")),
+            RetryPolicy {
+                dead_letter_traps: Vec::new(),
+                ..defaults
+            }
+        );
+        // The listed kinds dead-letter through decide, not just on paper.
+        let policy = RetryPolicy::from_settings(&config.plugin_settings("billing"));
+        assert_eq!(
+            decide(&trap(TrapKind::Stack), 1, &policy, NOW, &mut || 0),
+            Decision::DeadLetter(DeadLetterReason::Trap {
+                kind: TrapKind::Stack
+            })
+        );
+        assert_eq!(
+            decide(&trap(TrapKind::Panic), 1, &policy, NOW, &mut || 0),
+            retry_in(0)
         );
         // The shipped defaults are the contract's.
         let shipped = crate::config::load_str("", &[]).expect("defaults load");
