@@ -6,7 +6,10 @@
 //! contract's JSON error body.
 
 use crate::api::ApiError;
+use crate::config::SecretString;
+use crate::delivery::Engine;
 use crate::ingest::Ingest;
+use crate::kv::KvStore;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -14,25 +17,49 @@ use axum::routing::get;
 use axum::{Json, Router};
 use std::sync::Arc;
 
-/// The admin routes. They read ingest's state so `/readyz` and ingest
-/// answer from the same facts.
-pub fn router(ingest: Arc<Ingest>) -> Router {
+/// What the admin API reads and steers.
+pub struct Admin {
+    /// Ingest's state: `/readyz` and ingest answer from the same facts.
+    pub ingest: Arc<Ingest>,
+    /// The delivery engine, once the plugins folder is scanned.
+    pub engine: std::sync::OnceLock<Engine>,
+    /// The plugins' key-value namespaces.
+    pub kv: KvStore,
+    /// The bearer token every admin route but `/healthz` and `/readyz`
+    /// needs, when configured.
+    pub token: Option<SecretString>,
+}
+
+/// The admin routes.
+pub fn router(admin: Arc<Admin>) -> Router {
     Router::new()
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
         )
         .route("/readyz", get(readyz))
+        .route("/admin/stats", get(stats))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed("GET") })
-        .with_state(ingest)
+        .with_state(admin)
+}
+
+async fn stats(State(admin): State<Arc<Admin>>) -> Response {
+    match admin.engine.get() {
+        Some(engine) => Json(engine.stats()).into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "error": "starting", "message": "the plugins are still loading" })),
+        )
+            .into_response(),
+    }
 }
 
 /// 200 `{"ready":true}` when ingest takes events, else 503
 /// `{"ready":false,"reason":…}` saying why (starting, shutting down, or a
 /// failed journal or store).
-async fn readyz(State(ingest): State<Arc<Ingest>>) -> Response {
-    match ingest.ready_pipeline() {
+async fn readyz(State(admin): State<Arc<Admin>>) -> Response {
+    match admin.ingest.ready_pipeline() {
         Ok(_) => Json(serde_json::json!({ "ready": true })).into_response(),
         Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -44,6 +44,13 @@ pub struct StoredEvent {
 #[error("stored event is damaged or of an unknown format: {0}")]
 pub struct DecodeError(&'static str);
 
+impl DecodeError {
+    /// A decode error for another stored record: what could not be read.
+    pub fn new(what: &'static str) -> Self {
+        Self(what)
+    }
+}
+
 /// Format version, first byte of every record: a future format can still
 /// read records written before it.
 const VERSION: u8 = 1;

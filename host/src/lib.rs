@@ -59,6 +59,7 @@ pub mod journal;
 pub mod kv;
 pub mod pipeline;
 pub mod ratelimit;
+pub mod registry;
 pub mod runtime;
 pub mod server;
 pub mod store;

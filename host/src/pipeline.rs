@@ -90,6 +90,25 @@ pub const BACKLOG: usize = 65_536;
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
+/// What happens to events once they are in sled: routing them to plugins
+/// (the delivery engine). Called on the applier's thread, after every
+/// batch, with the batch; an error makes the applier retry the batch
+/// (storing and routing are both idempotent).
+pub trait OnApplied: Send + Sync {
+    /// `replayed`: the events come from the journal at start and may have
+    /// been applied (and routed) before a crash.
+    fn applied(&self, records: &[Record], replayed: bool) -> Result<(), StoreError>;
+}
+
+/// Nothing happens after applying: for tests of ingest alone.
+pub struct StoreOnly;
+
+impl OnApplied for StoreOnly {
+    fn applied(&self, _: &[Record], _: bool) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
 /// The ingest pipeline. Cheap to clone.
 #[derive(Clone)]
 pub struct Pipeline {
@@ -110,6 +129,8 @@ struct Inner {
     backlog: Semaphore,
     /// Set while applying into sled fails.
     store_failing: AtomicBool,
+    /// Routing, after each applied batch.
+    on_applied: Arc<dyn OnApplied>,
 }
 
 enum ToApplier {
@@ -134,6 +155,7 @@ impl Pipeline {
         journal: Journal,
         replay: Replay,
         store: Store,
+        on_applied: Arc<dyn OnApplied>,
     ) -> Result<(Self, oneshot::Receiver<()>), PipelineError> {
         let mut records = Vec::with_capacity(replay.records.len());
         for (seq, bytes) in replay.records {
@@ -152,6 +174,7 @@ impl Pipeline {
         }
         for chunk in records.chunks(APPLY_BATCH) {
             store.apply(chunk)?;
+            on_applied.applied(chunk, true)?;
         }
         let (tx, rx) = mpsc::channel();
         let inner = Arc::new(Inner {
@@ -161,6 +184,7 @@ impl Pipeline {
             hasher: Default::default(),
             backlog: Semaphore::new(BACKLOG),
             store_failing: AtomicBool::new(false),
+            on_applied,
         });
         let corrupt = !replay.corrupt_segments.is_empty();
         if corrupt {
@@ -406,8 +430,16 @@ impl Applier {
     /// 503 meanwhile). When stopping, one try: the journal keeps the events
     /// for the next start.
     fn apply_until_done(&mut self, batch: Vec<Record>, stopping: bool) {
+        let mut retried = false;
         loop {
-            match self.inner.store.apply(&batch) {
+            // A retry may find part of the batch routed already.
+            let applied = self
+                .inner
+                .store
+                .apply(&batch)
+                .and_then(|()| self.inner.on_applied.applied(&batch, retried));
+            retried = true;
+            match applied {
                 Ok(()) => break,
                 Err(e) => {
                     tracing::error!(error = %e, events = batch.len(), "applying events into sled failed; retrying");

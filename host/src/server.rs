@@ -17,10 +17,14 @@
 //! that tells each connection when a request is being served.
 
 use crate::config::{Config, SchemeName};
+use crate::delivery::Engine;
 use crate::ingest::{Ingest, Readiness, Source};
 use crate::journal::{Journal, JournalConfig};
-use crate::pipeline::Pipeline;
+use crate::kv::{KvLimits, KvStore};
+use crate::pipeline::{OnApplied, Pipeline};
 use crate::ratelimit::RateLimit;
+use crate::registry::Registry;
+use crate::runtime::{Runtime, RuntimeConfig};
 use crate::store::{self, Store};
 use crate::verify::{Scheme, Secret};
 use crate::{admin, identify, ingest};
@@ -83,6 +87,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     crate::allocator::tune();
+    let config = Arc::new(config);
     let sources = sources(&config)?;
     let data = &config.server.data_dir;
     std::fs::create_dir_all(data).map_err(|e| open_error("the data directory", e))?;
@@ -90,14 +95,20 @@ pub async fn run(
     let db = store::open_db(&db_dir).map_err(|e| open_error("sled", e))?;
     let store =
         Store::open(db.clone(), Some(&db_dir)).map_err(|e| open_error("the event store", e))?;
+    let kv = KvStore::new(db.clone(), KvLimits::default());
+    let runtime = Runtime::new(RuntimeConfig::new(data), kv.clone())
+        .map_err(|e| open_error("the plugin runtime", e))?;
+    let registry = Registry::new(runtime, Arc::clone(&config));
     let journal_config = JournalConfig {
         sync: config.server.sync,
         ..JournalConfig::new(data.join("journal"))
     };
 
     let readiness = Arc::new(Readiness::default());
-    // Ingest answers at once, with 503 until the journal is replayed: the
-    // store must hold every acknowledged event before dedupe can trust it.
+    // Ingest answers at once, with 503 until the plugins are loaded and the
+    // journal is replayed: the store must hold every acknowledged event
+    // before dedupe can trust it, and no event may be routed against an
+    // empty registry.
     let ingest_state = Arc::new(Ingest {
         sources,
         trusted_proxies: config.server.trusted_proxies.clone(),
@@ -106,11 +117,17 @@ pub async fn run(
         in_flight: tokio::sync::Semaphore::new(config.server.max_connections),
         body_read_timeout: config.server.body_read_timeout,
     });
+    let admin_state = Arc::new(admin::Admin {
+        ingest: ingest_state.clone(),
+        engine: Default::default(),
+        kv,
+        token: config.server.admin_token.clone(),
+    });
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let header_timeout = config.server.header_read_timeout;
     let admin_task = tokio::spawn(serve(
         TimedListener::new(listeners.admin, header_timeout),
-        admin::router(ingest_state.clone()),
+        admin::router(admin_state.clone()),
         shutdown.clone(),
         grace,
     ));
@@ -121,9 +138,29 @@ pub async fn run(
         grace,
     ));
 
+    let started = Instant::now();
+    let active = registry.scan().await;
+    tracing::info!(
+        active,
+        plugins = registry.list().len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "plugins folder scanned"
+    );
+    // Leasing stops at the shutdown signal; running calls are drained
+    // after ingest (see below).
+    let engine = Engine::start(
+        store.clone(),
+        registry.clone(),
+        config.server.workers,
+        shutdown.child_token(),
+    )
+    .map_err(|e| open_error("the delivery queue", e))?;
+    let _ = admin_state.engine.set(engine.clone());
+
     // Replay reads and applies the whole unreleased journal: blocking work,
     // kept off the async workers so ingest and /readyz answer meanwhile.
     let started = Instant::now();
+    let router: Arc<dyn OnApplied> = Arc::new(engine.clone());
     let (pipeline, applier, replayed) = tokio::task::spawn_blocking(move || {
         let (journal, replay) = Journal::open(journal_config).map_err(|e| open_error("the journal", e))?;
         let replayed = replay.records.len();
@@ -133,8 +170,8 @@ pub async fn run(
         for seg in &replay.corrupt_segments {
             tracing::error!(segment = %seg.display(), "journal segment has a damaged record; the rest of it was skipped");
         }
-        let (pipeline, applier) =
-            Pipeline::start(journal, replay, store).map_err(|e| open_error("the journal replay", e))?;
+        let (pipeline, applier) = Pipeline::start(journal, replay, store, router)
+            .map_err(|e| open_error("the journal replay", e))?;
         Ok::<_, ServerError>((pipeline, applier, replayed))
     })
     .await
@@ -161,9 +198,11 @@ pub async fn run(
         }
     };
     // In-flight requests are done (or out of time): nothing more is
-    // appended. Sync what is queued, apply it, flush sled.
+    // appended. Sync what is queued, apply (and route) it, let running
+    // deliveries finish, flush sled.
     pipeline.shutdown().await;
     let _ = applier.await;
+    engine.drain(grace).await;
     db.flush_async()
         .await
         .map_err(|e| open_error("sled (final flush)", e))?;

@@ -9,6 +9,7 @@
 //! syncs on the acknowledgement path.
 
 use crate::event::StoredEvent;
+use std::sync::atomic::Ordering;
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,9 @@ pub struct Store {
     events: sled::Tree,
     dedupe: sled::Tree,
     data_file: Option<std::path::PathBuf>,
+    /// Events stored, kept in memory: sled's `len` walks the whole tree,
+    /// and stats are read often. Counted once at open.
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The dedupe index key of an event: `source NUL provider id`. The pipeline
@@ -95,10 +99,13 @@ impl Store {
     /// [`Store::sync`] can `fsync` its data file; `None` for a temporary
     /// database.
     pub fn open(db: sled::Db, dir: Option<&std::path::Path>) -> Result<Self, StoreError> {
+        let events = db.open_tree("events")?;
+        let count = std::sync::Arc::new((events.len() as u64).into());
         Ok(Self {
-            events: db.open_tree("events")?,
+            events,
             dedupe: db.open_tree("dedupe")?,
             data_file: dir.map(|d| d.join("db")),
+            count,
             db,
         })
     }
@@ -113,8 +120,13 @@ impl Store {
         // journal's `fdatasync` for the disk. Atomicity is not needed:
         // the journal is replayed (idempotently) until sled is synced.
         for r in records {
-            self.events
-                .insert(r.seq.to_be_bytes(), r.bytes.as_slice())?;
+            if self
+                .events
+                .insert(r.seq.to_be_bytes(), r.bytes.as_slice())?
+                .is_none()
+            {
+                self.count.fetch_add(1, Ordering::Relaxed);
+            }
             match self.dedupe.get(&r.dedupe)?.and_then(|v| seq_of(&v)) {
                 Some(first) if first <= r.seq => {}
                 _ => {
@@ -150,12 +162,51 @@ impl Store {
 
     /// How many events are stored.
     pub fn len(&self) -> usize {
-        self.events.len()
+        self.count.load(Ordering::Relaxed) as usize
     }
 
     /// Whether no event is stored.
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.len() == 0
+    }
+
+    /// Events after sequence `after`, oldest first, at most `limit`: for
+    /// listing and for retention. Undecodable records are skipped.
+    pub fn range(&self, after: u64, limit: usize) -> Result<Vec<(u64, StoredEvent)>, StoreError> {
+        let mut out = Vec::new();
+        let Some(start) = after.checked_add(1) else {
+            return Ok(out);
+        };
+        for item in self.events.range(start.to_be_bytes()..) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            let Some(seq) = seq_of(&k) else { continue };
+            match StoredEvent::decode(&v) {
+                Ok(e) => out.push((seq, e)),
+                Err(e) => tracing::error!(seq, error = %e, "skipping an undecodable stored event"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forget an event and, if it is the copy the dedupe index points to,
+    /// its dedupe entry (retention: the dedupe window ends with the event).
+    pub fn remove(&self, seq: u64, event: &StoredEvent) -> Result<(), StoreError> {
+        let key = dedupe_key(&event.source, &event.provider_id);
+        if self.find_duplicate_key(&key)? == Some(seq) {
+            self.dedupe.remove(key)?;
+        }
+        if self.events.remove(seq.to_be_bytes())?.is_some() {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// The sled database (the delivery records live in it too).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
     }
 
     /// Make what sled holds durable, as far as a power cut goes: sled's

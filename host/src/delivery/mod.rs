@@ -22,14 +22,20 @@
 //!   after consecutive failures and lets one probe through after a
 //!   cool-down, so a broken plugin cannot starve healthy ones of workers.
 //!
-//! What exists now: [`retry`] and [`breaker`], both pure (time and
-//! randomness passed in), table-tested, and not yet called by anything.
-//! Routing, the queue, workers, dead-letter replay, priorities, per-key
-//! ordering, retention and the shutdown drain are the next steps.
+//! Modules: [`routing`] (subscriptions and order keys), [`records`] (the
+//! sled trees), [`scheduler`] (the in-memory queue), [`engine`] (the
+//! dispatcher, workers and replays), [`retry`] and [`breaker`].
 //!
 //! This module must not verify or store webhooks (that is ingest and the
 //! pipeline) and must not know how a plugin is instantiated (that is the
 //! runtime): it decides what runs when, and what happens after.
 
 pub mod breaker;
+pub mod engine;
+pub mod records;
 pub mod retry;
+pub mod routing;
+pub mod scheduler;
+
+pub use engine::{DeadLetterFilter, Engine, Stats};
+pub use records::DeliveryKey;

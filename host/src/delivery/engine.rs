@@ -1,0 +1,685 @@
+//! The delivery engine: routes stored events, leases due deliveries to
+//! workers, runs them through the runtime, records every attempt and
+//! applies the retry policy.
+//!
+//! One dispatcher task leases from the [`Scheduler`] whenever a worker is
+//! free, and sleeps until new work arrives (a notify), a timer or breaker
+//! cool-down ends, or the plugins change — never polling. Each leased
+//! delivery runs in its own task under a worker permit; the global pool
+//! (`[server] workers`) and each plugin's `concurrency` bound how many run.
+
+use super::records::{Attempt, DeadLetter, DeliveryKey, Next, Pending, Records};
+use super::retry::{self, Decision, SplitMix64};
+use super::routing::Routes;
+use super::scheduler::{Job, LaneStats, Lease, Policy, Scheduler};
+use crate::clock::now_ms;
+use crate::config::Priority;
+use crate::delivery::breaker::BreakerConfig;
+use crate::event::{event_id, StoredEvent};
+use crate::pipeline::OnApplied;
+use crate::registry::Registry;
+use crate::runtime::{Event, Outcome};
+use crate::store::{Record, Store, StoreError};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// How long a delivery waits before running again when the store could not
+/// be read or written for it (no attempt is counted).
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
+/// Attempts remembered per plugin for rates and latency percentiles.
+const RECENT: usize = 1024;
+/// The window rates are computed over.
+const RATE_WINDOW_MS: u64 = 10_000;
+
+/// The engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    records: Records,
+    store: Store,
+    registry: Registry,
+    sched: Mutex<Scheduler>,
+    wake: Notify,
+    workers: Arc<Semaphore>,
+    worker_count: u32,
+    rng: Mutex<SplitMix64>,
+    delivered: AtomicU64,
+    dead_letters: AtomicU64,
+    counters: Mutex<HashMap<Arc<str>, PluginCounters>>,
+    stop_leasing: CancellationToken,
+}
+
+/// Per-plugin counts since start, and recent attempts.
+#[derive(Debug, Default)]
+struct PluginCounters {
+    done: u64,
+    failed_attempts: u64,
+    dead: u64,
+    /// (finished at ms, duration µs) of the last [`RECENT`] attempts.
+    recent: VecDeque<(u64, u64)>,
+}
+
+/// What `GET /admin/stats` shows.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Stats {
+    /// Deliveries waiting, due or not.
+    pub queued: u64,
+    /// Deliveries running now.
+    pub in_flight: u64,
+    /// Deliveries done, since the data directory was created.
+    pub delivered: u64,
+    /// Dead letters now.
+    pub dead_letters: u64,
+    /// Events stored.
+    pub events: u64,
+    /// Worker pool size.
+    pub workers: u32,
+    /// Per plugin, by name.
+    pub plugins: std::collections::BTreeMap<String, PluginStats>,
+}
+
+/// One plugin's counts in [`Stats`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginStats {
+    /// Deliveries waiting.
+    pub queued: u64,
+    /// Running now.
+    pub in_flight: u64,
+    /// Done since start.
+    pub delivered: u64,
+    /// Failed attempts since start.
+    pub failed_attempts: u64,
+    /// Dead-lettered since start.
+    pub dead_lettered: u64,
+    /// Attempts per second over the last ten seconds.
+    pub attempts_per_s: f64,
+    /// Attempt duration percentiles over the recent attempts, µs.
+    pub duration_p50_us: u64,
+    /// 99th percentile.
+    pub duration_p99_us: u64,
+    /// `closed`, `open` or `half_open`.
+    pub breaker: &'static str,
+}
+
+/// Which dead letters a bulk replay takes.
+#[derive(Debug, Clone, Default)]
+pub struct DeadLetterFilter {
+    /// Only this plugin's.
+    pub plugin: Option<String>,
+    /// Only events from this source.
+    pub source: Option<String>,
+    /// Only events of this kind.
+    pub kind: Option<String>,
+    /// Only those that died at or after this time (ms).
+    pub since_ms: Option<u64>,
+    /// Only those that died before this time (ms).
+    pub until_ms: Option<u64>,
+}
+
+impl Engine {
+    /// Rebuild the queue from sled (every unfinished delivery runs again,
+    /// those that were running at a crash included) and start dispatching.
+    /// Leasing stops when `shutdown` is cancelled.
+    pub fn start(
+        store: Store,
+        registry: Registry,
+        workers: usize,
+        shutdown: CancellationToken,
+    ) -> Result<Self, StoreError> {
+        let records = Records::open(store.db())?;
+        let unavailable = Policy {
+            priority: Priority::Normal,
+            concurrency: 1,
+            breaker: BreakerConfig::default(),
+            available: false,
+        };
+        let mut sched = Scheduler::new(unavailable);
+        let recovered = records.recover()?;
+        let now = now_ms();
+        for slot in registry.list() {
+            sched.set_policy(&slot.name, registry.policy(&slot.name));
+        }
+        let count = recovered.len();
+        for (key, p) in recovered {
+            sched.push(job(key, p), now);
+        }
+        let delivered = records.count_done()?;
+        let dead = records.count_dead() as u64;
+        tracing::info!(
+            pending = count,
+            delivered,
+            dead_letters = dead,
+            "delivery queue recovered"
+        );
+        let worker_count =
+            u32::try_from(workers.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
+        let engine = Self {
+            inner: Arc::new(Inner {
+                records,
+                store,
+                registry,
+                sched: Mutex::new(sched),
+                wake: Notify::new(),
+                workers: Arc::new(Semaphore::new(worker_count as usize)),
+                worker_count,
+                rng: Mutex::new(SplitMix64::from_entropy()),
+                delivered: AtomicU64::new(delivered),
+                dead_letters: AtomicU64::new(dead),
+                counters: Mutex::default(),
+                stop_leasing: shutdown,
+            }),
+        };
+        tokio::spawn(dispatch(Arc::clone(&engine.inner)));
+        tokio::spawn(follow_registry(Arc::clone(&engine.inner)));
+        Ok(engine)
+    }
+
+    /// The delivery records (for the admin API).
+    pub fn records(&self) -> &Records {
+        &self.inner.records
+    }
+
+    /// The plugins.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The event store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Route stored events and queue their deliveries (the applier calls
+    /// this through [`OnApplied`]).
+    pub fn route(&self, records: &[Record], replayed: bool) -> Result<(), StoreError> {
+        let routes = self.inner.registry.routes();
+        let mut created = Vec::new();
+        for r in records {
+            let event = StoredEvent::decode(&r.bytes)?;
+            created.extend(self.route_one(&routes, r.seq, &event, replayed)?);
+        }
+        self.enqueue(created);
+        Ok(())
+    }
+
+    fn route_one(
+        &self,
+        routes: &Routes,
+        seq: u64,
+        event: &StoredEvent,
+        replayed: bool,
+    ) -> Result<Vec<(DeliveryKey, Pending)>, StoreError> {
+        let targets = routes.targets(&event.source, &event.kind, &event.body);
+        self.inner.records.route(
+            seq,
+            targets.into_iter().map(|t| (t.plugin, t.order_key)),
+            replayed,
+        )
+    }
+
+    fn enqueue(&self, created: Vec<(DeliveryKey, Pending)>) {
+        if created.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        {
+            let mut sched = self.inner.lock_sched();
+            for (key, p) in created {
+                sched.push(job(key, p), now);
+            }
+        }
+        self.inner.wake.notify_one();
+    }
+
+    /// Replay an event: every plugin subscribed to it now gets a fresh
+    /// delivery (attempts start again; a delivery still pending is left to
+    /// run). Returns the plugins it goes to, or `None` for an unknown event.
+    pub fn replay_event(&self, seq: u64) -> Result<Option<Vec<String>>, StoreError> {
+        let Some(event) = self.inner.store.get(seq)? else {
+            return Ok(None);
+        };
+        let routes = self.inner.registry.routes();
+        let targets = routes.targets(&event.source, &event.kind, &event.body);
+        let now = now_ms();
+        let mut created = Vec::new();
+        let mut plugins = Vec::new();
+        for t in targets {
+            let key = DeliveryKey::new(seq, Arc::clone(&t.plugin));
+            plugins.push(t.plugin.to_string());
+            if self.inner.records.dead_letter(&key)?.is_some() {
+                self.inner.dead_letters.fetch_sub(1, Ordering::Relaxed);
+            }
+            if let Some(p) = self.inner.records.restart(&key, t.order_key, now)? {
+                created.push((key, p));
+            }
+        }
+        self.enqueue(created);
+        Ok(Some(plugins))
+    }
+
+    /// Replay one dead letter (attempts start again, on the plugin's current
+    /// version). Returns false if `key` is not a dead letter.
+    pub fn replay_dead(&self, key: &DeliveryKey) -> Result<bool, StoreError> {
+        let Some(dead) = self.inner.records.dead_letter(key)? else {
+            return Ok(false);
+        };
+        let order_key = self.order_key_of(key, &dead)?;
+        if let Some(p) = self.inner.records.restart(key, order_key, now_ms())? {
+            self.inner.dead_letters.fetch_sub(1, Ordering::Relaxed);
+            self.enqueue(vec![(key.clone(), p)]);
+        }
+        Ok(true)
+    }
+
+    /// The order key a replayed delivery queues under: read again from the
+    /// event with the plugin's current `order_key`.
+    fn order_key_of(
+        &self,
+        key: &DeliveryKey,
+        _: &DeadLetter,
+    ) -> Result<Option<String>, StoreError> {
+        let Some(event) = self.inner.store.get(key.seq)? else {
+            return Ok(None);
+        };
+        let routes = self.inner.registry.routes();
+        Ok(routes
+            .targets(&event.source, &event.kind, &event.body)
+            .into_iter()
+            .find(|t| t.plugin == key.plugin)
+            .and_then(|t| t.order_key))
+    }
+
+    /// Replay every dead letter `filter` selects. Returns how many.
+    pub fn replay_dead_matching(&self, filter: &DeadLetterFilter) -> Result<usize, StoreError> {
+        let mut replayed = 0;
+        let mut after: Option<DeliveryKey> = None;
+        loop {
+            let page = self.dead_letters(filter, after.as_ref(), 1000)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.key.clone());
+            for d in page {
+                if self.replay_dead(&d.key)? {
+                    replayed += 1;
+                }
+            }
+        }
+        Ok(replayed)
+    }
+
+    /// Dead letters `filter` selects, after `after`, at most `limit`.
+    pub fn dead_letters(
+        &self,
+        filter: &DeadLetterFilter,
+        after: Option<&DeliveryKey>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let needs_event = filter.source.is_some() || filter.kind.is_some();
+        let store = &self.inner.store;
+        let page = self.inner.records.dead_letters(after, limit, |key| {
+            if filter.plugin.as_deref().is_some_and(|p| p != &*key.plugin) {
+                return false;
+            }
+            if !needs_event {
+                return true;
+            }
+            match store.get(key.seq) {
+                Ok(Some(e)) => {
+                    filter.source.as_deref().is_none_or(|s| s == e.source)
+                        && filter.kind.as_deref().is_none_or(|k| k == e.kind)
+                }
+                _ => false,
+            }
+        })?;
+        Ok(page
+            .into_iter()
+            .filter(|d| {
+                filter.since_ms.is_none_or(|t| d.dead_at_ms >= t)
+                    && filter.until_ms.is_none_or(|t| d.dead_at_ms < t)
+            })
+            .collect())
+    }
+
+    /// Delete a dead letter. Returns false if `key` is not one.
+    pub fn delete_dead(&self, key: &DeliveryKey) -> Result<bool, StoreError> {
+        let deleted = self.inner.records.delete_dead(key, now_ms())?;
+        if deleted {
+            self.inner.dead_letters.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(deleted)
+    }
+
+    /// Counts for `GET /admin/stats`.
+    pub fn stats(&self) -> Stats {
+        let (queued, in_flight, lanes) = {
+            let sched = self.inner.lock_sched();
+            (sched.queued(), sched.running(), sched.all_lane_stats())
+        };
+        let now = now_ms();
+        let counters = self
+            .inner
+            .counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut plugins = std::collections::BTreeMap::new();
+        let mut names: Vec<Arc<str>> = lanes.iter().map(|(n, _)| Arc::clone(n)).collect();
+        names.extend(self.inner.registry.list().into_iter().map(|s| s.name));
+        names.sort();
+        names.dedup();
+        for name in names {
+            let lane = lanes.iter().find(|(n, _)| *n == name).map(|(_, l)| l);
+            plugins.insert(
+                name.to_string(),
+                plugin_stats(lane, counters.get(&name), now),
+            );
+        }
+        Stats {
+            queued: queued as u64,
+            in_flight: in_flight as u64,
+            delivered: self.inner.delivered.load(Ordering::Relaxed),
+            dead_letters: self.inner.dead_letters.load(Ordering::Relaxed),
+            events: self.inner.store.len() as u64,
+            workers: self.inner.worker_count,
+            plugins,
+        }
+    }
+
+    /// One plugin's queue counts (for the admin API's plugin objects).
+    pub fn lane(&self, plugin: &str) -> Option<LaneStats> {
+        self.inner.lock_sched().lane_stats(plugin)
+    }
+
+    /// After leasing stopped (the shutdown token): wait for running calls to
+    /// finish, at most `grace`. Unfinished ones run again at next start.
+    pub async fn drain(&self, grace: Duration) {
+        self.inner.stop_leasing.cancel();
+        let all = self.inner.worker_count;
+        match tokio::time::timeout(grace, self.inner.workers.acquire_many(all)).await {
+            Ok(_) => tracing::info!("deliveries drained"),
+            Err(_) => tracing::warn!(
+                in_flight = self.inner.lock_sched().running(),
+                "deliveries still running at the end of the grace period; they run again at next start"
+            ),
+        }
+    }
+}
+
+impl OnApplied for Engine {
+    fn applied(&self, records: &[Record], replayed: bool) -> Result<(), StoreError> {
+        self.route(records, replayed)
+    }
+}
+
+fn job(key: DeliveryKey, p: Pending) -> Job {
+    Job {
+        key,
+        attempt: p.attempt,
+        round: p.round,
+        due_ms: p.due_ms,
+        order_key: p.order_key,
+    }
+}
+
+fn plugin_stats(lane: Option<&LaneStats>, c: Option<&PluginCounters>, now: u64) -> PluginStats {
+    let mut durations: Vec<u64> = c
+        .map(|c| c.recent.iter().map(|r| r.1).collect())
+        .unwrap_or_default();
+    durations.sort_unstable();
+    let pct = |q: f64| -> u64 {
+        if durations.is_empty() {
+            return 0;
+        }
+        let i = ((durations.len() - 1) as f64 * q).round() as usize;
+        durations[i.min(durations.len() - 1)]
+    };
+    let recent = c.map_or(0, |c| {
+        c.recent
+            .iter()
+            .filter(|r| r.0 + RATE_WINDOW_MS >= now)
+            .count()
+    });
+    PluginStats {
+        queued: lane.map_or(0, |l| l.queued as u64),
+        in_flight: lane.map_or(0, |l| u64::from(l.running)),
+        delivered: c.map_or(0, |c| c.done),
+        failed_attempts: c.map_or(0, |c| c.failed_attempts),
+        dead_lettered: c.map_or(0, |c| c.dead),
+        attempts_per_s: recent as f64 * 1000.0 / RATE_WINDOW_MS as f64,
+        duration_p50_us: pct(0.5),
+        duration_p99_us: pct(0.99),
+        breaker: lane.map_or("closed", |l| l.breaker.as_str()),
+    }
+}
+
+impl Inner {
+    fn lock_sched(&self) -> std::sync::MutexGuard<'_, Scheduler> {
+        self.sched.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn count(&self, plugin: &Arc<str>, outcome: &Outcome, next: Next, finished_ms: u64, us: u64) {
+        let mut all = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        let c = all.entry(Arc::clone(plugin)).or_default();
+        if *outcome != Outcome::Ok {
+            c.failed_attempts += 1;
+        }
+        match next {
+            Next::Done => c.done += 1,
+            Next::Dead(_) => c.dead += 1,
+            Next::RetryAt(_) => {}
+        }
+        if c.recent.len() == RECENT {
+            c.recent.pop_front();
+        }
+        c.recent.push_back((finished_ms, us));
+    }
+}
+
+/// Lease due deliveries while workers are free; sleep until something can
+/// change that.
+async fn dispatch(inner: Arc<Inner>) {
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&inner.workers).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = inner.stop_leasing.cancelled() => return,
+        };
+        let lease = loop {
+            let notified = inner.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let now = now_ms();
+            let (lease, wake_at) = {
+                let mut sched = inner.lock_sched();
+                (sched.lease(now), sched.next_wake())
+            };
+            if let Some(lease) = lease {
+                break lease;
+            }
+            let sleep = wake_at.map(|t| Duration::from_millis(t.saturating_sub(now).max(1)));
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = async { match sleep { Some(d) => tokio::time::sleep(d).await, None => std::future::pending().await } } => {}
+                _ = inner.stop_leasing.cancelled() => return,
+            }
+        };
+        let inner = Arc::clone(&inner);
+        tokio::spawn(async move {
+            run(&inner, lease).await;
+            drop(permit);
+            inner.wake.notify_one();
+        });
+    }
+}
+
+/// Keep the queue's plugin policies in step with the registry.
+async fn follow_registry(inner: Arc<Inner>) {
+    let mut changes = inner.registry.changes();
+    loop {
+        {
+            let names: Vec<Arc<str>> = {
+                let sched = inner.lock_sched();
+                sched.all_lane_stats().into_iter().map(|(n, _)| n).collect()
+            };
+            let mut all = names;
+            all.extend(inner.registry.list().into_iter().map(|s| s.name));
+            let policies: Vec<(Arc<str>, Policy)> = all
+                .into_iter()
+                .map(|n| {
+                    let p = inner.registry.policy(&n);
+                    (n, p)
+                })
+                .collect();
+            let mut sched = inner.lock_sched();
+            for (name, policy) in &policies {
+                sched.set_policy(name, *policy);
+            }
+        }
+        inner.wake.notify_one();
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return },
+            _ = inner.stop_leasing.cancelled() => return,
+        }
+    }
+}
+
+/// Run one leased delivery and record it.
+async fn run(inner: &Inner, lease: Lease) {
+    let key = lease.job.key.clone();
+    let Some(active) = inner.registry.active(&key.plugin) else {
+        // Paused or removed since it was leased: it waits.
+        inner.lock_sched().give_back(lease, 0, now_ms());
+        return;
+    };
+    let event = match inner.store.get(key.seq) {
+        Ok(Some(e)) => Some(e),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(event_id = %event_id(key.seq), plugin = %key.plugin, error = %e, "reading the event failed; the delivery waits");
+            let now = now_ms();
+            inner
+                .lock_sched()
+                .give_back(lease, now + STORE_RETRY.as_millis() as u64, now);
+            return;
+        }
+    };
+    let job = &lease.job;
+    let id = event_id(key.seq);
+    let span = tracing::info_span!(
+        "delivery",
+        event_id = %id,
+        plugin = %key.plugin,
+        version = &active.plugin.sha256[..12],
+        attempt = job.attempt,
+    );
+    let started_ms = now_ms();
+    let report = match event {
+        Some(e) => {
+            let ev = Event {
+                id,
+                source: e.source,
+                kind: e.kind,
+                received_at_ms: e.received_at_ms,
+                attempt: job.attempt,
+                headers: e.headers,
+                body: e.body,
+            };
+            inner
+                .registry
+                .runtime()
+                .invoke(&active.plugin, &active.settings.call, &ev)
+                .instrument(span.clone())
+                .await
+        }
+        None => crate::runtime::CallReport {
+            outcome: Outcome::Reject("the event is no longer stored".into()),
+            fuel_used: 0,
+            duration: Duration::ZERO,
+            peak_memory: 0,
+            logs: Vec::new(),
+            logs_dropped: 0,
+        },
+    };
+    let now = now_ms();
+    let decision = {
+        let mut rng = inner.rng.lock().unwrap_or_else(|p| p.into_inner());
+        retry::decide(
+            &report.outcome,
+            job.attempt,
+            &active.settings.retry,
+            now,
+            &mut *rng,
+        )
+    };
+    let next = match decision {
+        Decision::Done => Next::Done,
+        Decision::Retry { at_ms, .. } => Next::RetryAt(at_ms),
+        Decision::DeadLetter(reason) => Next::Dead(reason),
+    };
+    let _enter = span.enter();
+    match (&report.outcome, next) {
+        (Outcome::Ok, _) => tracing::debug!(
+            duration_us = report.duration.as_micros() as u64,
+            "delivered"
+        ),
+        (o, Next::RetryAt(at)) => tracing::info!(
+            outcome = o.name(),
+            retry_in_ms = at.saturating_sub(now),
+            "attempt failed; will retry"
+        ),
+        (o, Next::Dead(reason)) => tracing::warn!(
+            outcome = o.name(),
+            reason = reason.as_str(),
+            "dead-lettered"
+        ),
+        (_, Next::Done) => {}
+    }
+    let outcome = report.outcome.clone();
+    let duration_us = u64::try_from(report.duration.as_micros()).unwrap_or(u64::MAX);
+    let attempt = Attempt::new(
+        job.round,
+        job.attempt,
+        started_ms,
+        &active.plugin.sha256,
+        report,
+    );
+    let pending = Pending {
+        attempt: job.attempt,
+        due_ms: job.due_ms,
+        round: job.round,
+        order_key: job.order_key.clone(),
+    };
+    if let Err(e) = inner.records.record(&key, &pending, attempt, next, now) {
+        // Still pending in sled: it runs again; the attempt is not counted.
+        tracing::error!(error = %e, "recording the attempt failed; the delivery runs again");
+        inner
+            .lock_sched()
+            .give_back(lease, now + STORE_RETRY.as_millis() as u64, now);
+        return;
+    }
+    drop(_enter);
+    match next {
+        Next::Done => {
+            inner.delivered.fetch_add(1, Ordering::Relaxed);
+        }
+        Next::Dead(_) => {
+            inner.dead_letters.fetch_add(1, Ordering::Relaxed);
+        }
+        Next::RetryAt(_) => {}
+    }
+    inner.count(&key.plugin, &outcome, next, now, duration_us);
+    let retry_at = match next {
+        Next::RetryAt(at) => Some(at),
+        _ => None,
+    };
+    inner.lock_sched().finish(lease, &outcome, retry_at, now);
+}

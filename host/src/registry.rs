@@ -1,0 +1,430 @@
+//! The plugins the server runs: one slot per `NAME.wasm` in the plugins
+//! folder, holding the active version, the operator's settings for it, and
+//! what went wrong last.
+//!
+//! The folder is the one source of truth: a slot's version only ever comes
+//! from `plugins_dir/NAME.wasm` (the first scan at start, then reloads).
+//! A file that fails to load never replaces a good version; the error is
+//! kept and shown. A missing file stops new deliveries to that plugin;
+//! its pending ones wait until it comes back.
+//!
+//! Everything that depends on the set of plugins (routing, the delivery
+//! queue's policies) rebuilds from here whenever [`Registry::changes`]
+//! ticks.
+
+use crate::config::{Config, EffectivePlugin, Priority};
+use crate::delivery::breaker::BreakerConfig;
+use crate::delivery::retry::RetryPolicy;
+use crate::delivery::routing::{Pattern, Route, Routes};
+use crate::delivery::scheduler::Policy;
+use crate::runtime::{CallSettings, Grants, Limits, LoadError, Plugin, Runtime};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How a plugin runs, from the operator's config: fixed for a version.
+#[derive(Debug)]
+pub struct RunSettings {
+    /// Limits and grants of each call.
+    pub call: CallSettings,
+    /// What happens after a failed attempt.
+    pub retry: RetryPolicy,
+    /// Lease order between plugins.
+    pub priority: Priority,
+    /// Calls at once.
+    pub concurrency: u32,
+    /// Breaker thresholds.
+    pub breaker: BreakerConfig,
+    /// Per-key FIFO pointer.
+    pub order_key: Option<String>,
+    /// The operator's subscriptions, replacing the declared ones.
+    pub subscribe: Option<Vec<String>>,
+}
+
+impl RunSettings {
+    /// Settings from a plugin's merged config.
+    pub fn from_config(s: &EffectivePlugin) -> Self {
+        Self {
+            call: CallSettings {
+                limits: Limits {
+                    fuel: s.fuel,
+                    timeout: Duration::from_millis(s.timeout_ms),
+                    memory_bytes: usize::try_from(s.memory_mb.saturating_mul(1 << 20))
+                        .unwrap_or(usize::MAX),
+                    ..Limits::default()
+                },
+                grants: Arc::new(Grants {
+                    config: s.config.clone(),
+                    secrets: s
+                        .secrets
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+                        .collect(),
+                }),
+            },
+            retry: RetryPolicy::from_settings(s),
+            priority: s.priority,
+            concurrency: s.concurrency,
+            breaker: BreakerConfig::from_settings(s),
+            order_key: s.order_key.clone(),
+            subscribe: s.subscribe.clone(),
+        }
+    }
+}
+
+/// The version a delivery runs with, and its settings.
+#[derive(Debug, Clone)]
+pub struct Active {
+    /// The loaded version.
+    pub plugin: Arc<Plugin>,
+    /// The operator's settings for it.
+    pub settings: Arc<RunSettings>,
+}
+
+/// A load that failed, kept for the admin API.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LoadFailure {
+    /// When, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// What was wrong, for the operator.
+    pub message: String,
+}
+
+/// What the admin API shows as a plugin's `state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginState {
+    /// Loaded and taking deliveries.
+    Active,
+    /// Loaded, but the operator paused it: deliveries wait.
+    Paused,
+    /// Its file never loaded: nothing to run.
+    Broken,
+    /// Its file is gone: deliveries wait for it to come back.
+    Removed,
+}
+
+/// One plugin as the registry holds it.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    /// The plugin's name (file name without `.wasm`).
+    pub name: Arc<str>,
+    /// The version that runs, if one ever loaded.
+    pub active: Option<Active>,
+    /// Paused by the operator.
+    pub paused: bool,
+    /// Whether `NAME.wasm` is in the folder.
+    pub file_present: bool,
+    /// The last failed load since the last good one.
+    pub last_error: Option<LoadFailure>,
+    /// When the active version was loaded.
+    pub loaded_at_ms: Option<u64>,
+}
+
+impl Slot {
+    /// The state shown to operators.
+    pub fn state(&self) -> PluginState {
+        match (&self.active, self.file_present, self.paused) {
+            (_, false, _) => PluginState::Removed,
+            (None, true, _) => PluginState::Broken,
+            (Some(_), true, true) => PluginState::Paused,
+            (Some(_), true, false) => PluginState::Active,
+        }
+    }
+
+    /// The subscriptions in force: the operator's, else the declared ones.
+    pub fn subscriptions(&self) -> Vec<String> {
+        match &self.active {
+            Some(a) => a
+                .settings
+                .subscribe
+                .clone()
+                .unwrap_or_else(|| a.plugin.info.subscriptions.clone()),
+            None => Vec::new(),
+        }
+    }
+}
+
+/// Why a reload did not make a new version active.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// `NAME.wasm` is not in the folder (the plugin is now removed).
+    #[error("{0} is not in the plugins folder")]
+    Missing(PathBuf),
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a usable plugin; the old version (if any) stays.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+}
+
+/// The registry. Cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    runtime: Runtime,
+    config: Arc<Config>,
+    slots: RwLock<BTreeMap<Arc<str>, Slot>>,
+    routes: RwLock<Arc<Routes>>,
+    changed: watch::Sender<u64>,
+}
+
+impl Registry {
+    /// An empty registry over `config.server.plugins_dir`.
+    pub fn new(runtime: Runtime, config: Arc<Config>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                dir: config.server.plugins_dir.clone(),
+                runtime,
+                config,
+                slots: RwLock::default(),
+                routes: RwLock::default(),
+                changed: watch::channel(0).0,
+            }),
+        }
+    }
+
+    /// The runtime plugins are loaded into.
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
+    /// Load every top-level `*.wasm` of the folder (subfolders, such as a
+    /// build tree, are ignored) and mark plugins whose file is gone as
+    /// removed. Failures are recorded per plugin, never fatal: a server
+    /// with one broken plugin still serves the others. Returns how many
+    /// plugins are active.
+    pub async fn scan(&self) -> usize {
+        let names = match plugin_files(&self.inner.dir) {
+            Ok(names) => names,
+            Err(e) => {
+                tracing::error!(dir = %self.inner.dir.display(), error = %e, "cannot read the plugins folder");
+                Vec::new()
+            }
+        };
+        for name in &names {
+            let _ = self.reload(name).await;
+        }
+        let gone: Vec<Arc<str>> = self
+            .read()
+            .keys()
+            .filter(|n| !names.iter().any(|m| m == &***n))
+            .cloned()
+            .collect();
+        for name in gone {
+            let _ = self.reload(&name).await;
+        }
+        self.read()
+            .values()
+            .filter(|s| s.state() == PluginState::Active)
+            .count()
+    }
+
+    /// Load `NAME.wasm` again and make it the active version if it loads.
+    /// If the file is gone, the plugin is marked removed.
+    pub async fn reload(&self, name: &str) -> Result<Arc<Plugin>, ReloadError> {
+        let path = self.inner.dir.join(format!("{name}.wasm"));
+        let wasm = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.update(name, |slot| slot.file_present = false);
+                tracing::info!(
+                    plugin = name,
+                    "plugin file removed: new deliveries stop, pending ones wait"
+                );
+                return Err(ReloadError::Missing(path));
+            }
+            Err(source) => {
+                let message = format!("reading {}: {source}", path.display());
+                self.fail(name, message);
+                return Err(ReloadError::Read { path, source });
+            }
+        };
+        match self.inner.runtime.load(name, wasm).await {
+            Ok(plugin) => {
+                let settings = Arc::new(RunSettings::from_config(
+                    &self.inner.config.plugin_settings(name),
+                ));
+                tracing::info!(
+                    plugin = name,
+                    version = &plugin.sha256[..12],
+                    declared_version = %plugin.info.declared_version,
+                    "plugin loaded"
+                );
+                let active = Active {
+                    plugin: Arc::clone(&plugin),
+                    settings,
+                };
+                self.update(name, |slot| {
+                    slot.active = Some(active);
+                    slot.file_present = true;
+                    slot.last_error = None;
+                    slot.loaded_at_ms = Some(crate::clock::now_ms());
+                });
+                Ok(plugin)
+            }
+            Err(e) => {
+                self.fail(name, e.to_string());
+                Err(ReloadError::Load(e))
+            }
+        }
+    }
+
+    fn fail(&self, name: &str, message: String) {
+        tracing::error!(plugin = name, error = %message, "plugin failed to load; any previous version keeps serving");
+        self.update(name, |slot| {
+            slot.file_present = true;
+            slot.last_error = Some(LoadFailure {
+                at_ms: crate::clock::now_ms(),
+                message,
+            });
+        });
+    }
+
+    /// Pause (`true`) or resume a plugin. Returns false for an unknown name.
+    pub fn set_paused(&self, name: &str, paused: bool) -> bool {
+        if !self.read().contains_key(name) {
+            return false;
+        }
+        self.update(name, |slot| slot.paused = paused);
+        true
+    }
+
+    /// The version to run a delivery with: `None` unless the plugin is
+    /// active (loaded, present, not paused).
+    pub fn active(&self, name: &str) -> Option<Active> {
+        let slots = self.read();
+        let slot = slots.get(name)?;
+        (slot.state() == PluginState::Active)
+            .then(|| slot.active.clone())
+            .flatten()
+    }
+
+    /// One plugin's slot.
+    pub fn get(&self, name: &str) -> Option<Slot> {
+        self.read().get(name).cloned()
+    }
+
+    /// Every plugin, by name.
+    pub fn list(&self) -> Vec<Slot> {
+        self.read().values().cloned().collect()
+    }
+
+    /// Routing's view: every loaded plugin whose file is present (paused
+    /// ones included, so their deliveries are created and wait).
+    pub fn routes(&self) -> Arc<Routes> {
+        Arc::clone(&self.inner.routes.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// How the delivery queue should treat `name` now.
+    pub fn policy(&self, name: &str) -> Policy {
+        let slots = self.read();
+        let slot = slots.get(name);
+        let settings = slot.and_then(|s| s.active.as_ref()).map(|a| &a.settings);
+        let defaults = || RunSettings::from_config(&self.inner.config.plugin_settings(name));
+        let (priority, concurrency, breaker) = match settings {
+            Some(s) => (s.priority, s.concurrency, s.breaker),
+            None => {
+                let d = defaults();
+                (d.priority, d.concurrency, d.breaker)
+            }
+        };
+        Policy {
+            priority,
+            concurrency,
+            breaker,
+            available: slot.is_some_and(|s| s.state() == PluginState::Active),
+        }
+    }
+
+    /// Ticks on every change of any plugin (load, failure, pause, removal).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.changed.subscribe()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Arc<str>, Slot>> {
+        self.inner.slots.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn update(&self, name: &str, change: impl FnOnce(&mut Slot)) {
+        {
+            let mut slots = self.inner.slots.write().unwrap_or_else(|p| p.into_inner());
+            let slot = slots.entry(Arc::from(name)).or_insert_with(|| Slot {
+                name: Arc::from(name),
+                active: None,
+                paused: false,
+                file_present: false,
+                last_error: None,
+                loaded_at_ms: None,
+            });
+            change(slot);
+            let routes = Routes {
+                routes: slots.values().filter_map(route_of).collect(),
+            };
+            *self.inner.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(routes);
+        }
+        self.inner.changed.send_modify(|n| *n += 1);
+    }
+}
+
+fn route_of(slot: &Slot) -> Option<Route> {
+    let active = slot.active.as_ref()?;
+    if !slot.file_present {
+        return None;
+    }
+    let patterns = slot
+        .subscriptions()
+        .iter()
+        .filter_map(|p| {
+            let parsed = Pattern::parse(p);
+            if parsed.is_none() {
+                tracing::warn!(plugin = %slot.name, pattern = %p, "ignoring an invalid subscription");
+            }
+            parsed
+        })
+        .collect();
+    Some(Route {
+        plugin: Arc::clone(&slot.name),
+        patterns,
+        order_key: active.settings.order_key.clone(),
+    })
+}
+
+/// Names of the top-level `*.wasm` files of `dir` (not hidden, not in
+/// subfolders), sorted.
+pub fn plugin_files(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if !entry.file_type()?.is_file() && !path.is_file() {
+            continue;
+        }
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".wasm"))
+        else {
+            continue;
+        };
+        if name.is_empty() || name.starts_with('.') {
+            continue;
+        }
+        names.push(name.to_owned());
+    }
+    names.sort();
+    Ok(names)
+}
