@@ -7,7 +7,7 @@
 
 use hookhost_tests::server::{
     github_headers, hmac_sha256, now_s, parse_raw_answer, read_until_closed, standard_headers,
-    wait_ready, write_config, HttpClient, TestServer,
+    wait_ready, write_config, ChildServer, HttpClient, TestServer,
 };
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -1103,66 +1103,11 @@ fn records_end(segment: &[u8]) -> usize {
 #[test]
 #[ignore = "entry point for the crash test's child process"]
 fn crash_child_server() {
-    let (Ok(config), Ok(addr_file)) = (
-        std::env::var("HH_CHILD_CONFIG"),
-        std::env::var("HH_CHILD_ADDRS"),
-    ) else {
-        panic!("run by the crash test only");
-    };
-    hookhost_tests::server::serve_child(
-        std::path::Path::new(&config),
-        std::path::Path::new(&addr_file),
-    );
+    hookhost_tests::server::child_main();
 }
 
-struct Child {
-    process: std::process::Child,
-    ingest: SocketAddr,
-}
-
-impl Drop for Child {
-    /// A failing test must not leave a server running.
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
-async fn spawn_child(config: &std::path::Path, dir: &std::path::Path) -> Child {
-    let addr_file = dir.join("child-addrs");
-    let _ = std::fs::remove_file(&addr_file);
-    let process = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "crash_child_server",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("HH_CHILD_CONFIG", config)
-        .env("HH_CHILD_ADDRS", &addr_file)
-        .env("RUST_LIB_BACKTRACE", "0")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn child server");
-    let mut addrs = String::new();
-    for _ in 0..3000 {
-        if let Ok(s) = std::fs::read_to_string(&addr_file) {
-            if s.contains(' ') {
-                addrs = s;
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let (ingest, admin) = addrs.split_once(' ').expect("child wrote its addresses");
-    let admin: SocketAddr = admin.parse().expect("admin addr");
-    wait_ready(admin).await;
-    Child {
-        process,
-        ingest: ingest.parse().expect("ingest addr"),
-    }
+async fn spawn_child(config: &std::path::Path, dir: &std::path::Path) -> ChildServer {
+    hookhost_tests::server::spawn_child("crash_child_server", config, dir).await
 }
 
 #[tokio::test]
@@ -1203,8 +1148,7 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_event() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    child.process.kill().expect("SIGKILL");
-    child.process.wait().expect("reaped");
+    child.kill();
     for s in senders {
         s.await.expect("sender");
     }
@@ -1227,8 +1171,7 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_event() {
             missing.push((i, a));
         }
     }
-    child.process.kill().expect("kill");
-    child.process.wait().expect("reaped");
+    child.kill();
     println!(
         "crash test: {} sent, {} acknowledged before SIGKILL, {} lost",
         sent,

@@ -51,8 +51,8 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         attempt: u32,
         /// A config value for the plugin, `KEY=VALUE` (repeatable).
-        #[arg(long = "set", value_parser = parse_pair)]
-        config: Vec<(String, String)>,
+        #[arg(long = "set", id = "set", value_parser = parse_pair)]
+        set: Vec<(String, String)>,
         /// Data directory: the plugin's key-value entries persist here.
         #[arg(long, default_value = "data")]
         data_dir: PathBuf,
@@ -134,7 +134,7 @@ async fn run(command: Command, config_path: Option<PathBuf>) -> anyhow::Result<E
             kind,
             body,
             attempt,
-            config,
+            set,
             data_dir,
             timeout_ms,
         } => {
@@ -160,7 +160,7 @@ async fn run(command: Command, config_path: Option<PathBuf>) -> anyhow::Result<E
                     ..Limits::default()
                 },
                 grants: Arc::new(Grants {
-                    config: config.into_iter().collect(),
+                    config: set.into_iter().collect(),
                     ..Grants::default()
                 }),
             };

@@ -152,6 +152,7 @@ pub async fn run(
         store.clone(),
         registry.clone(),
         config.server.workers,
+        config.server.retention(),
         shutdown.child_token(),
     )
     .map_err(|e| open_error("the delivery queue", e))?;

@@ -89,9 +89,19 @@ pub fn kib_event(id: u64) -> Event {
 
 pub mod server;
 
-/// Helpers both benchmarks share: knobs from the environment and a
-/// description of the machine for the printed results.
+/// Helpers the benchmarks share: knobs from the environment, a description
+/// of the machine, the server in a child process, pre-signed raw requests, a
+/// closed-loop load generator and CPU accounting from /proc.
 pub mod bench {
+    use std::collections::BTreeMap;
+    use std::net::SocketAddr;
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
     /// A numeric knob from the environment, or its default.
     pub fn env_or(name: &str, default: usize) -> usize {
         std::env::var(name)
@@ -115,5 +125,441 @@ pub mod bench {
                     .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
             })
             .unwrap_or_else(|| "unknown CPU".into())
+    }
+
+    // ---------------------------------------------------------- the server
+
+    /// A hookhost server in a child process: the benchmark binary
+    /// re-executed with `HH_BENCH_SERVER=<config>`, on a default
+    /// multi-thread tokio runtime, so it shares no threads with the load
+    /// generator and its CPU shows apart in /proc.
+    pub struct ChildServer {
+        /// The child process.
+        pub child: std::process::Child,
+        /// Where `POST /webhooks/{source}` listens.
+        pub ingest: SocketAddr,
+        /// The admin listener.
+        pub admin: SocketAddr,
+    }
+
+    impl ChildServer {
+        /// In the child (`HH_BENCH_SERVER` set): serve until killed and
+        /// return true. Call it first thing in the benchmark's `main`.
+        pub fn serve_if_child() -> bool {
+            let Ok(config) = std::env::var("HH_BENCH_SERVER") else {
+                return false;
+            };
+            let addrs = std::env::var("HH_BENCH_ADDRS").expect("HH_BENCH_ADDRS");
+            crate::server::serve_child(Path::new(&config), Path::new(&addrs));
+            true
+        }
+
+        /// Start a child serving `config`; its addresses are passed through
+        /// a file next to the config. Does not wait for `/readyz`.
+        pub fn start(config: &Path) -> Result<Self, String> {
+            let addr_file: PathBuf = config.with_file_name("addrs");
+            let exe = std::env::current_exe().map_err(|e| format!("bench binary: {e}"))?;
+            let mut child = std::process::Command::new(exe)
+                .env("HH_BENCH_SERVER", config)
+                .env("HH_BENCH_ADDRS", &addr_file)
+                .env("RUST_LIB_BACKTRACE", "0")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .map_err(|e| format!("spawn the server: {e}"))?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let addrs = loop {
+                if let Ok(s) = std::fs::read_to_string(&addr_file) {
+                    break s;
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(format!("the server exited at start: {status}"));
+                }
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err("the server wrote no addresses within 30 s".into());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            };
+            let parse = |a: Option<&str>| a.and_then(|a| a.trim().parse::<SocketAddr>().ok());
+            let mut it = addrs.split(' ');
+            match (parse(it.next()), parse(it.next())) {
+                (Some(ingest), Some(admin)) => Ok(Self {
+                    child,
+                    ingest,
+                    admin,
+                }),
+                _ => Err(format!("bad address file {addrs:?}")),
+            }
+        }
+
+        /// The child's pid.
+        pub fn pid(&self) -> u32 {
+            self.child.id()
+        }
+
+        /// SIGKILL: the measurement is over and the data dir is thrown away.
+        pub fn stop(mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    // ------------------------------------------------------------ requests
+
+    /// A GitHub delivery signed with `secret` and serialized to raw
+    /// HTTP/1.1 bytes, ready to write to a keep-alive connection.
+    pub fn github_request(
+        host: SocketAddr,
+        secret: &str,
+        event: &str,
+        delivery: &str,
+        body: &[u8],
+    ) -> Vec<u8> {
+        let sig = hex::encode(crate::server::hmac_sha256(secret.as_bytes(), &[body]));
+        let mut req = format!(
+            "POST /webhooks/github HTTP/1.1\r\n\
+             Host: {host}\r\n\
+             User-Agent: GitHub-Hookshot/bench\r\n\
+             Content-Type: application/json\r\n\
+             X-GitHub-Event: {event}\r\n\
+             X-GitHub-Delivery: {delivery}\r\n\
+             X-Hub-Signature-256: sha256={sig}\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        req
+    }
+
+    /// `make(0..n)`, on up to 4 threads (signing 100k requests takes a
+    /// while on one), in order.
+    pub fn build_parallel(n: usize, make: impl Fn(usize) -> Vec<u8> + Sync) -> Vec<Vec<u8>> {
+        let threads = cores().clamp(1, 4);
+        let chunk = n.div_ceil(threads).max(1);
+        let make = &make;
+        let mut out = Vec::with_capacity(n);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..n)
+                .step_by(chunk)
+                .map(|from| s.spawn(move || (from..(from + chunk).min(n)).map(make).collect()))
+                .collect();
+            for h in handles {
+                let part: Vec<Vec<u8>> = h.join().expect("signing thread");
+                out.extend(part);
+            }
+        });
+        out
+    }
+
+    // -------------------------------------------------------------- client
+
+    /// One keep-alive HTTP/1.1 connection that writes pre-built requests
+    /// and parses only the answer's head (status, length, close).
+    pub struct Conn {
+        addr: SocketAddr,
+        stream: Option<TcpStream>,
+        buf: Vec<u8>,
+    }
+
+    impl Conn {
+        /// Connect (with `TCP_NODELAY`).
+        pub async fn open(addr: SocketAddr) -> std::io::Result<Self> {
+            let mut c = Self {
+                addr,
+                stream: None,
+                buf: Vec::with_capacity(4096),
+            };
+            c.stream = Some(c.connect().await?);
+            Ok(c)
+        }
+
+        async fn connect(&self) -> std::io::Result<TcpStream> {
+            let s = TcpStream::connect(self.addr).await?;
+            s.set_nodelay(true)?;
+            Ok(s)
+        }
+
+        /// Send one pre-built request and read its whole answer: the status,
+        /// or what went wrong. Reconnects after an error or `connection:
+        /// close`.
+        pub async fn call(&mut self, req: &[u8]) -> Result<u16, String> {
+            let r = self.exchange(req).await;
+            match &r {
+                Ok((_, false)) => {}
+                Ok((_, true)) | Err(_) => self.stream = None,
+            }
+            r.map(|(status, _)| status)
+        }
+
+        async fn exchange(&mut self, req: &[u8]) -> Result<(u16, bool), String> {
+            if self.stream.is_none() {
+                self.stream = Some(self.connect().await.map_err(|e| format!("connect: {e}"))?);
+            }
+            let Some(stream) = self.stream.as_mut() else {
+                unreachable!("connected above")
+            };
+            stream
+                .write_all(req)
+                .await
+                .map_err(|e| format!("write: {}", e.kind()))?;
+            self.buf.clear();
+            let mut chunk = [0u8; 4096];
+            let (head_end, status, len, close) = loop {
+                if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let (status, len, close) = parse_head(&self.buf[..end])?;
+                    break (end + 4, status, len, close);
+                }
+                let n = stream
+                    .read(&mut chunk)
+                    .await
+                    .map_err(|e| format!("read: {}", e.kind()))?;
+                if n == 0 {
+                    return Err("connection closed before the answer".into());
+                }
+                self.buf.extend_from_slice(&chunk[..n]);
+            };
+            while self.buf.len() < head_end + len {
+                let n = stream
+                    .read(&mut chunk)
+                    .await
+                    .map_err(|e| format!("read: {}", e.kind()))?;
+                if n == 0 {
+                    return Err("connection closed in the body".into());
+                }
+                self.buf.extend_from_slice(&chunk[..n]);
+            }
+            Ok((status, close))
+        }
+    }
+
+    /// Status, `content-length` (0 if absent) and whether the server closes.
+    fn parse_head(head: &[u8]) -> Result<(u16, usize, bool), String> {
+        let text = std::str::from_utf8(head).map_err(|_| "answer head is not UTF-8".to_owned())?;
+        let mut lines = text.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("bad status line in {text:?}"))?;
+        let (mut len, mut close) = (0, false);
+        for line in lines {
+            let Some((k, v)) = line.split_once(':') else {
+                continue;
+            };
+            let v = v.trim();
+            if k.eq_ignore_ascii_case("content-length") {
+                len = v.parse().map_err(|_| format!("bad content-length {v:?}"))?;
+            } else if k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close") {
+                close = true;
+            } else if k.eq_ignore_ascii_case("transfer-encoding") {
+                return Err("chunked answer not expected".into());
+            }
+        }
+        Ok((status, len, close))
+    }
+
+    // --------------------------------------------------------- closed loop
+
+    /// What a closed-loop run saw.
+    #[derive(Default)]
+    pub struct ClosedRun {
+        /// Send-to-answer latency of every 200, µs.
+        pub lat_us: Vec<u32>,
+        /// Every other outcome (`HTTP 503`, `read: ConnectionReset`, …),
+        /// counted.
+        pub errors: BTreeMap<String, usize>,
+        /// From the start to the last answer.
+        pub elapsed: Duration,
+        /// Nothing finished for the stall limit: the run was abandoned.
+        pub stalled: bool,
+    }
+
+    impl ClosedRun {
+        /// Requests answered 200.
+        pub fn acks(&self) -> usize {
+            self.lat_us.len()
+        }
+
+        /// Requests that failed or got another status.
+        pub fn error_count(&self) -> usize {
+            self.errors.values().sum()
+        }
+
+        /// The errors as `what xN, …`.
+        pub fn error_list(&self) -> String {
+            let list: Vec<String> = self
+                .errors
+                .iter()
+                .map(|(e, n)| format!("{e} x{n}"))
+                .collect();
+            list.join(", ")
+        }
+    }
+
+    fn us(d: Duration) -> u32 {
+        d.as_micros().min(u32::MAX as u128) as u32
+    }
+
+    /// `concurrency` keep-alive connections, each sending its next request
+    /// from `reqs` as soon as the previous answer is in. Gives up when no
+    /// request finishes for `stall` (a hung server must not hang the
+    /// benchmark). Spawns on the current tokio runtime.
+    pub async fn closed_loop(
+        addr: SocketAddr,
+        reqs: Arc<Vec<Vec<u8>>>,
+        concurrency: usize,
+        stall: Duration,
+    ) -> ClosedRun {
+        let mut conns = Vec::with_capacity(concurrency);
+        for _ in 0..concurrency {
+            match Conn::open(addr).await {
+                Ok(c) => conns.push(c),
+                Err(e) => {
+                    let mut run = ClosedRun::default();
+                    run.errors.insert(format!("connect: {e}"), reqs.len());
+                    return run;
+                }
+            }
+        }
+        let next = Arc::new(AtomicUsize::new(0));
+        let finished = Arc::new(AtomicUsize::new(0));
+        let start = Instant::now();
+        struct Out {
+            lat_us: Vec<u32>,
+            errors: BTreeMap<String, usize>,
+            last: Instant,
+        }
+        let tasks: Vec<_> = conns
+            .into_iter()
+            .map(|mut conn| {
+                let (reqs, next, finished) = (reqs.clone(), next.clone(), finished.clone());
+                tokio::spawn(async move {
+                    let mut out = Out {
+                        lat_us: Vec::with_capacity(reqs.len() / concurrency + 16),
+                        errors: BTreeMap::new(),
+                        last: start,
+                    };
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(req) = reqs.get(i) else { break };
+                        let t = Instant::now();
+                        let r = conn.call(req).await;
+                        let done = Instant::now();
+                        finished.fetch_add(1, Ordering::Relaxed);
+                        out.last = done;
+                        match r {
+                            Ok(200) => out.lat_us.push(us(done - t)),
+                            Ok(status) => {
+                                *out.errors.entry(format!("HTTP {status}")).or_default() += 1
+                            }
+                            Err(e) => *out.errors.entry(e).or_default() += 1,
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
+        let gather = async move {
+            let mut run = ClosedRun::default();
+            let mut last = start;
+            for t in tasks {
+                let w = t.await.expect("load task");
+                run.lat_us.extend(w.lat_us);
+                for (e, n) in w.errors {
+                    *run.errors.entry(e).or_default() += n;
+                }
+                last = last.max(w.last);
+            }
+            run.elapsed = last.saturating_duration_since(start);
+            run
+        };
+        let watchdog = async move {
+            let (mut seen, mut since) = (finished.load(Ordering::Relaxed), Instant::now());
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let now = finished.load(Ordering::Relaxed);
+                if now != seen {
+                    (seen, since) = (now, Instant::now());
+                } else if since.elapsed() >= stall {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            run = gather => run,
+            () = watchdog => {
+                for a in aborts {
+                    a.abort();
+                }
+                ClosedRun { stalled: true, elapsed: start.elapsed(), ..ClosedRun::default() }
+            }
+        }
+    }
+
+    /// The value at quantile `q` of sorted µs samples, in ms (NaN if none).
+    pub fn percentile_ms(sorted_us: &[u32], q: f64) -> f64 {
+        if sorted_us.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((sorted_us.len() as f64 * q) as usize).min(sorted_us.len() - 1);
+        sorted_us[i] as f64 / 1000.0
+    }
+
+    // ---------------------------------------------------------------- CPU
+
+    /// CPU time (user + system) of process `pid` so far, from /proc.
+    pub fn process_cpu(pid: u32) -> Duration {
+        stat_cpu(&format!("/proc/{pid}/stat"))
+    }
+
+    /// CPU time of this process (the load generator) so far.
+    pub fn own_cpu() -> Duration {
+        stat_cpu("/proc/self/stat")
+    }
+
+    fn stat_cpu(path: &str) -> Duration {
+        // Fields after the command name's closing parenthesis; utime and
+        // stime are fields 14 and 15 of the whole line, in USER_HZ (100 on
+        // Linux).
+        let ticks = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| {
+                let rest = s.rsplit_once(')')?.1.to_owned();
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+            })
+            .unwrap_or(0);
+        Duration::from_millis(ticks * 10)
+    }
+
+    /// (busy, total) jiffies of all cores so far; idle and iowait are not
+    /// busy.
+    pub fn machine_cpu() -> Option<(u64, u64)> {
+        let s = std::fs::read_to_string("/proc/stat").ok()?;
+        let line = s.lines().next()?;
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal (guest counted in user)
+        let total: u64 = v.iter().take(8).sum();
+        let idle = v.get(3)? + v.get(4)?;
+        Some((total - idle, total))
+    }
+
+    /// How many cores were busy on average between two [`machine_cpu`]
+    /// readings (NaN if either is missing).
+    pub fn busy_cores(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> f64 {
+        match (before, after) {
+            (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
+                (b1 - b0) as f64 / (t1 - t0) as f64 * cores() as f64
+            }
+            _ => f64::NAN,
+        }
     }
 }

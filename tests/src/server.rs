@@ -130,6 +130,86 @@ pub fn serve_child(config: &Path, addr_file: &Path) {
     });
 }
 
+/// The body of a child-server entry point: a test marked `#[ignore]` in
+/// the test binary, which [`spawn_child`] runs by name. Serves with the
+/// config and address file the parent passed in the environment.
+pub fn child_main() {
+    let (Ok(config), Ok(addr_file)) = (
+        std::env::var("HH_CHILD_CONFIG"),
+        std::env::var("HH_CHILD_ADDRS"),
+    ) else {
+        panic!("run by spawn_child only");
+    };
+    serve_child(Path::new(&config), Path::new(&addr_file));
+}
+
+/// A server in a child process, to be killed with SIGKILL. Killed on drop,
+/// so a failing test leaves no server running.
+pub struct ChildServer {
+    /// The process.
+    pub process: std::process::Child,
+    /// Where ingest listens.
+    pub ingest: SocketAddr,
+    /// Where the admin API listens.
+    pub admin: SocketAddr,
+}
+
+impl ChildServer {
+    /// SIGKILL, and reap it.
+    pub fn kill(&mut self) {
+        self.process.kill().expect("SIGKILL");
+        self.process.wait().expect("reaped");
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// Start a server in a child process: this test binary re-executed to run
+/// only the ignored test `entry` (whose body is [`child_main`]), with
+/// `config`; wait until it is ready.
+pub async fn spawn_child(entry: &str, config: &Path, dir: &Path) -> ChildServer {
+    let addr_file = dir.join("child-addrs");
+    let _ = std::fs::remove_file(&addr_file);
+    let process = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            entry,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("HH_CHILD_CONFIG", config)
+        .env("HH_CHILD_ADDRS", &addr_file)
+        .env("RUST_LIB_BACKTRACE", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn child server");
+    let mut addrs = String::new();
+    for _ in 0..3000 {
+        if let Ok(s) = std::fs::read_to_string(&addr_file) {
+            if s.contains(' ') {
+                addrs = s;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (ingest, admin) = addrs.split_once(' ').expect("child wrote its addresses");
+    let admin: SocketAddr = admin.parse().expect("admin addr");
+    wait_ready(admin).await;
+    ChildServer {
+        process,
+        ingest: ingest.parse().expect("ingest addr"),
+        admin,
+    }
+}
+
 /// Poll `/readyz` on `admin` until it answers 200 (at most 30 s).
 pub async fn wait_ready(admin: SocketAddr) {
     let client = HttpClient::new();

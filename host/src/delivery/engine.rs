@@ -9,6 +9,7 @@
 //! (`[server] workers`) and each plugin's `concurrency` bound how many run.
 
 use super::records::{Attempt, DeadLetter, DeliveryKey, Next, Pending, Records};
+use super::retention;
 use super::retry::{self, Decision, SplitMix64};
 use super::routing::Routes;
 use super::scheduler::{Job, LaneStats, Lease, Policy, Scheduler};
@@ -31,6 +32,9 @@ use tracing::Instrument;
 /// How long a delivery waits before running again when the store could not
 /// be read or written for it (no attempt is counted).
 const STORE_RETRY: Duration = Duration::from_secs(1);
+
+/// How often retention looks for expired events.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
 
 /// Attempts remembered per plugin for rates and latency percentiles.
 const RECENT: usize = 1024;
@@ -133,6 +137,7 @@ impl Engine {
         store: Store,
         registry: Registry,
         workers: usize,
+        retention: Duration,
         shutdown: CancellationToken,
     ) -> Result<Self, StoreError> {
         let records = Records::open(store.db())?;
@@ -180,6 +185,7 @@ impl Engine {
         };
         tokio::spawn(dispatch(Arc::clone(&engine.inner)));
         tokio::spawn(follow_registry(Arc::clone(&engine.inner)));
+        tokio::spawn(retain(Arc::clone(&engine.inner), retention));
         Ok(engine)
     }
 
@@ -521,6 +527,32 @@ async fn dispatch(inner: Arc<Inner>) {
     }
 }
 
+/// Purge expired events every [`PURGE_EVERY`], off the async workers.
+async fn retain(inner: Arc<Inner>, retention: Duration) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(PURGE_EVERY) => {}
+            _ = inner.stop_leasing.cancelled() => return,
+        }
+        let cutoff =
+            now_ms().saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
+        let (store, records) = (inner.store.clone(), inner.records.clone());
+        match tokio::task::spawn_blocking(move || retention::purge(&store, &records, cutoff)).await
+        {
+            Ok(Ok(p)) if p.events > 0 => tracing::info!(
+                events = p.events,
+                held = p.held,
+                "retention purged expired events"
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "retention pass failed; retrying at the next one")
+            }
+            Err(e) => tracing::error!(error = %e, "retention pass panicked"),
+        }
+    }
+}
+
 /// Keep the queue's plugin policies in step with the registry.
 async fn follow_registry(inner: Arc<Inner>) {
     let mut changes = inner.registry.changes();
@@ -556,8 +588,13 @@ async fn follow_registry(inner: Arc<Inner>) {
 async fn run(inner: &Inner, lease: Lease) {
     let key = lease.job.key.clone();
     let Some(active) = inner.registry.active(&key.plugin) else {
-        // Paused or removed since it was leased: it waits.
-        inner.lock_sched().give_back(lease, 0, now_ms());
+        // Paused or removed since it was leased: it waits, and the queue
+        // learns now (not only when the registry watcher runs) that the
+        // plugin is unavailable, so it is not leased again meanwhile.
+        let policy = inner.registry.policy(&key.plugin);
+        let mut sched = inner.lock_sched();
+        sched.set_policy(&key.plugin, policy);
+        sched.give_back(lease, 0, now_ms());
         return;
     };
     let event = match inner.store.get(key.seq) {

@@ -24,7 +24,8 @@
 //!
 //! Modules: [`routing`] (subscriptions and order keys), [`records`] (the
 //! sled trees), [`scheduler`] (the in-memory queue), [`engine`] (the
-//! dispatcher, workers and replays), [`retry`] and [`breaker`].
+//! dispatcher, workers and replays), [`retry`], [`breaker`] and
+//! [`retention`].
 //!
 //! This module must not verify or store webhooks (that is ingest and the
 //! pipeline) and must not know how a plugin is instantiated (that is the
@@ -33,6 +34,7 @@
 pub mod breaker;
 pub mod engine;
 pub mod records;
+pub mod retention;
 pub mod retry;
 pub mod routing;
 pub mod scheduler;

@@ -232,7 +232,13 @@ pub struct Records {
     deliveries: sled::Tree,
     dead: sled::Tree,
     unrouted: sled::Tree,
+    /// Counters that outlive the records they count (`purged_done`).
+    meta: sled::Tree,
 }
+
+/// `meta` key: deliveries done whose records retention purged, so the
+/// `delivered` total stays a total.
+const PURGED_DONE: &[u8] = b"purged_done";
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     // Serializing these plain structs cannot fail.
@@ -252,6 +258,7 @@ impl Records {
             deliveries: db.open_tree("deliveries")?,
             dead: db.open_tree("dead")?,
             unrouted: db.open_tree("unrouted")?,
+            meta: db.open_tree("delivery_meta")?,
         })
     }
 
@@ -497,9 +504,10 @@ impl Records {
         self.dead.len()
     }
 
-    /// How many deliveries are done (walks every record: for start-up).
+    /// How many deliveries are done, purged ones included (walks every
+    /// record: for start-up).
     pub fn count_done(&self) -> Result<u64, StoreError> {
-        let mut n = 0;
+        let mut n = self.meta.get(PURGED_DONE)?.map_or(0, |v| be_u64(&v));
         for item in self.deliveries.iter() {
             let (_, v) = item?;
             if decode::<Head>(&v).is_ok_and(|h| h.state == State::Done) {
@@ -548,11 +556,27 @@ impl Records {
     }
 
     /// Forget every record of an event (retention). Its pending entries
-    /// must be gone already: a pending delivery is never purged.
+    /// must be gone already: a pending delivery is never purged. Done
+    /// deliveries are added to the purged total first.
     pub fn purge_event(&self, seq: u64) -> Result<(), StoreError> {
         let prefix = seq.to_be_bytes();
-        for item in self.deliveries.scan_prefix(prefix).keys() {
-            self.deliveries.remove(item?)?;
+        let mut keys = Vec::new();
+        let mut done = 0u64;
+        for item in self.deliveries.scan_prefix(prefix) {
+            let (k, v) = item?;
+            if decode::<Head>(&v).is_ok_and(|h| h.state == State::Done) {
+                done += 1;
+            }
+            keys.push(k);
+        }
+        if done > 0 {
+            self.meta.update_and_fetch(PURGED_DONE, |old| {
+                let total = old.map_or(0, be_u64).saturating_add(done);
+                Some(total.to_be_bytes().to_vec())
+            })?;
+        }
+        for k in keys {
+            self.deliveries.remove(k)?;
         }
         self.unrouted.remove(prefix)?;
         Ok(())
