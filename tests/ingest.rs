@@ -7,10 +7,9 @@
 
 use hookhost_tests::server::{
     github_headers, hmac_sha256, now_s, parse_raw_answer, read_until_closed, standard_headers,
-    wait_ready, write_config, ChildServer, HttpClient, TestServer,
+    write_config, ChildServer, HttpClient, TestServer,
 };
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -21,17 +21,21 @@
 //!   fresh instance under fuel, a wall-clock deadline and a memory cap, and
 //!   ends in a typed [`runtime::Outcome`]. [`kv`] holds the plugins'
 //!   key-value namespaces.
-//! - [`delivery`]: what happens to a stored event next. So far its pure
-//!   parts: the retry policy (backoff with full jitter, dead letters) and
-//!   the per-plugin circuit breaker.
-//! - [`admin`]: the admin listener (health and readiness so far); [`api`]
-//!   is the JSON error shape every HTTP module answers with.
+//! - [`registry`]: the plugins folder: one slot per `NAME.wasm`, its
+//!   active version, the operator's settings for it, its last load error.
+//! - [`delivery`]: what happens to a stored event next: routing by
+//!   subscription in the applier, the delivery records in sled, the
+//!   in-memory scheduler (due times, concurrency, priority, breaker,
+//!   per-key order), the workers, retries, dead letters and retention.
+//! - [`admin`]: the admin listener: health, readiness, plugins, events,
+//!   dead letters, kv, stats; [`api`] is the JSON error shape every HTTP
+//!   module answers with.
 //! - [`clock`]: wall-clock milliseconds, read only at the edges.
 //! - [`allocator`]: the process's memory allocator (mimalloc) and its
 //!   tuning.
 //!
-//! Routing events to plugins, the durable delivery queue and its workers,
-//! hot reload and the admin API proper are the next modules.
+//! Hot reload (a folder watcher), plugin uploads, metrics and the rest of
+//! the CLI are the next modules.
 //!
 //! # Flow of one webhook
 //!
@@ -42,7 +46,8 @@
 //!   -> journal             one write + one fdatasync per group of requests
 //!   -> 200                 only now
 //!   -> applier             into sled (store), off the acknowledgement path
-//!   -> (next) routing, queue, runtime: a fresh sandbox per delivery
+//!   -> routing             one delivery per subscribed plugin (same applier)
+//!   -> scheduler, workers  a fresh sandbox per attempt; retry or dead letter
 //! ```
 
 pub mod access;

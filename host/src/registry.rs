@@ -240,7 +240,9 @@ impl Registry {
         let wasm = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.update(name, |slot| slot.file_present = false);
+                if self.read().contains_key(name) {
+                    self.update(name, |slot| slot.file_present = false);
+                }
                 tracing::info!(
                     plugin = name,
                     "plugin file removed: new deliveries stop, pending ones wait"
