@@ -114,14 +114,7 @@ const LIMITS: [(&str, u64, Option<u64>); 8] = [
 /// them. Spelled by [`TrapKind::as_str`], the names logs, metrics and the
 /// admin API show, so an operator can copy a kind from a dead letter into
 /// the config.
-const TRAP_KINDS: [TrapKind; 6] = [
-    TrapKind::Fuel,
-    TrapKind::Deadline,
-    TrapKind::Memory,
-    TrapKind::Panic,
-    TrapKind::Stack,
-    TrapKind::Other,
-];
+const TRAP_KINDS: [TrapKind; 6] = TrapKind::ALL;
 
 /// Why a config was refused: the key (`source[1].scheme`, or where a TOML
 /// error came from) and what is wrong with it. Never contains a secret.

@@ -266,14 +266,7 @@ mod tests {
         }
     }
 
-    const ALL_TRAPS: [TrapKind; 6] = [
-        TrapKind::Fuel,
-        TrapKind::Deadline,
-        TrapKind::Memory,
-        TrapKind::Panic,
-        TrapKind::Stack,
-        TrapKind::Other,
-    ];
+    const ALL_TRAPS: [TrapKind; 6] = TrapKind::ALL;
 
     #[test]
     fn every_outcome_kind_on_the_first_attempt() {

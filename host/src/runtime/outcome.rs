@@ -24,6 +24,16 @@ pub enum TrapKind {
 }
 
 impl TrapKind {
+    /// Every kind, in the order errors and docs list them.
+    pub const ALL: [TrapKind; 6] = [
+        Self::Fuel,
+        Self::Deadline,
+        Self::Memory,
+        Self::Panic,
+        Self::Stack,
+        Self::Other,
+    ];
+
     /// The name used in logs, metrics and the admin API.
     pub fn as_str(self) -> &'static str {
         match self {
