@@ -4,9 +4,10 @@
 #     folder the server watches) and run GitHub events through
 #     `github-issues` with `hookhost invoke`, showing its log lines and the
 #     counters it keeps in its key-value store;
-#  2. ingest: start `hookhost serve` with zero config (the unsigned "demo"
-#     source on loopback), post a webhook twice (a durable 200, then a
-#     duplicate), check /readyz, and stop it with SIGTERM (a clean drain).
+#  2. the server: start `hookhost serve` with zero config (the unsigned
+#     "demo" source on loopback) and the example plugins, post a webhook
+#     twice (a durable 200, then a duplicate), watch `echo` handle it in the
+#     admin API, and stop it with SIGTERM (a clean drain).
 set -euo pipefail
 cd "$(dirname "$0")"
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
@@ -34,8 +35,8 @@ for f in opened opened closed; do
     --body "$work/$f.json" --data-dir "$work/invoke" 2>/dev/null
 done
 
-echo; echo "== 2. ingest: hookhost serve (zero config: source \"demo\", unsigned, loopback only)"
-(cd "$work" && exec "$hh" serve) &
+echo; echo "== 2. hookhost serve (zero config: source \"demo\", unsigned, loopback only; plugins from ./plugins)"
+(plugins="$PWD/plugins"; cd "$work" && HOOKHOST_SERVER__PLUGINS_DIR="$plugins" exec "$hh" serve) &
 server=$!
 for _ in $(seq 1 100); do
   curl -fs http://127.0.0.1:8081/readyz >/dev/null && break
@@ -49,6 +50,13 @@ for attempt in first again; do
     --data '{"type":"greeting","hello":"world"}'
   echo
 done
+sleep 0.5
+echo "GET /admin/stats:"
+curl -s http://127.0.0.1:8081/admin/stats; echo
+echo "GET /admin/events/evt_0000000000000001 (the event, its deliveries and their attempts):"
+curl -s http://127.0.0.1:8081/admin/events/evt_0000000000000001; echo
+echo "GET /admin/plugins/echo/kv (what echo counted):"
+curl -s http://127.0.0.1:8081/admin/plugins/echo/kv; echo
 kill -TERM "$server"
 wait "$server" && echo "server drained and exited 0"
 server=""
