@@ -57,7 +57,7 @@
 
 use hookhost_tests::bench::{
     build_parallel, busy_cores, closed_loop, cores, cpu_model, env_or, github_request, machine_cpu,
-    own_cpu, percentile_ms, process_cpu, ChildServer, ClosedRun,
+    own_cpu, percentile_ms, process_cpu, ClosedRun, ServerProcess,
 };
 use hookhost_tests::server::{wait_ready, write_config, HttpClient};
 use std::net::SocketAddr;
@@ -98,7 +98,7 @@ const STATS_GRACE: Duration = Duration::from_secs(5);
 fn main() {
     // LAB.md: a captured backtrace costs microseconds where it is taken.
     std::env::set_var("RUST_LIB_BACKTRACE", "0");
-    if ChildServer::serve_if_child() {
+    if ServerProcess::serve_if_child() {
         return;
     }
     let opts = Opts::from_env();
@@ -172,7 +172,7 @@ impl Opts {
 }
 
 /// Stop the benchmark: the reason, the server killed, exit status `code`.
-fn fail(server: Option<ChildServer>, code: i32, why: &str) -> ! {
+fn fail(server: Option<ServerProcess>, code: i32, why: &str) -> ! {
     println!();
     println!("FAILED: {why}");
     if let Some(s) = server {
@@ -186,7 +186,7 @@ fn fail(server: Option<ChildServer>, code: i32, why: &str) -> ! {
 
 /// A fresh data dir and plugins dir holding only `echo.wasm`, and the
 /// server started on them and ready.
-fn start_server(rt: &tokio::runtime::Runtime, opts: &Opts) -> (ChildServer, tempfile::TempDir) {
+fn start_server(rt: &tokio::runtime::Runtime, opts: &Opts) -> (ServerProcess, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tmp");
     let plugins = dir.path().join("plugins");
     std::fs::create_dir(&plugins).expect("plugins dir");
@@ -202,7 +202,7 @@ fn start_server(rt: &tokio::runtime::Runtime, opts: &Opts) -> (ChildServer, temp
         .replace("{workers}", &workers)
         .replace("{plugin_concurrency}", &opts.plugin_concurrency.to_string());
     let config = write_config(dir.path(), &toml);
-    let server = ChildServer::start(&config).unwrap_or_else(|e| {
+    let server = ServerProcess::start(&config).unwrap_or_else(|e| {
         fail(
             None,
             2,

@@ -44,15 +44,16 @@
 //! server process's CPU per acknowledged event, the generator's CPU per
 //! request, and how busy both cores were (of 200 %), from /proc.
 
-use hookhost_tests::server::{hmac_sha256, wait_ready, write_config};
+use hookhost_tests::bench::{
+    build_parallel, busy_cores, closed_loop, cores, cpu_model, env_or, github_request, machine_cpu,
+    own_cpu, percentile_ms, process_cpu, ClosedRun, Conn, ServerProcess,
+};
+use hookhost_tests::server::{wait_ready, write_config};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const SECRET: &str = "bench-secret-of-github";
 
@@ -75,13 +76,10 @@ const GOAL_P99_MS: f64 = 10.0;
 /// sled before the next run starts.
 const SETTLE: Duration = Duration::from_secs(1);
 
-use hookhost_tests::bench::{cores, cpu_model, env_or};
-
 fn main() {
     // LAB.md: a captured backtrace costs microseconds where it is taken.
     std::env::set_var("RUST_LIB_BACKTRACE", "0");
-    if let Ok(config) = std::env::var("HH_BENCH_SERVER") {
-        serve_child(&config);
+    if ServerProcess::serve_if_child() {
         return;
     }
     let opts = Opts::from_env();
@@ -138,14 +136,20 @@ fn main() {
         let sync = mode == "durable";
         let label = if sync { "durable" } else { "sync off" };
         let server = start_server(&rt, sync);
+        let ingest = server.process.ingest;
         // Warm-up: connections, allocator, sled's first pages, the journal's
         // first segment.
-        let warm = build_requests(server.ingest, &format!("{mode}-warm"), 5_000);
-        let w = rt.block_on(closed_loop(server.ingest, Arc::new(warm), opts.concurrency));
+        let warm = build_requests(ingest, &format!("{mode}-warm"), 5_000);
+        let w = rt.block_on(closed_loop(
+            ingest,
+            Arc::new(warm),
+            opts.concurrency,
+            stall_limit(),
+        ));
         if w.stalled {
             stalled(server, label, "warm-up");
         }
-        if w.acks == 0 {
+        if w.acks() == 0 {
             panic!("warm-up: no request acknowledged: {:?}", w.errors);
         }
         std::thread::sleep(SETTLE);
@@ -153,9 +157,15 @@ fn main() {
         let mut closed = Vec::new();
         let mut open = Vec::new();
         for round in 0..opts.rounds {
-            let reqs = build_requests(server.ingest, &format!("{mode}-c{round}"), opts.requests);
+            let reqs = build_requests(ingest, &format!("{mode}-c{round}"), opts.requests);
             let r = measured(&server, || {
-                rt.block_on(closed_loop(server.ingest, Arc::new(reqs), opts.concurrency))
+                let run = rt.block_on(closed_loop(
+                    ingest,
+                    Arc::new(reqs),
+                    opts.concurrency,
+                    stall_limit(),
+                ));
+                (run, Vec::new())
             });
             if r.run.stalled {
                 stalled(server, label, "closed loop");
@@ -165,10 +175,10 @@ fn main() {
             std::thread::sleep(SETTLE);
 
             let n = (opts.rate * opts.seconds as f64) as usize;
-            let reqs = build_requests(server.ingest, &format!("{mode}-o{round}"), n);
+            let reqs = build_requests(ingest, &format!("{mode}-o{round}"), n);
             let r = measured(&server, || {
                 rt.block_on(open_loop(
-                    server.ingest,
+                    ingest,
                     Arc::new(reqs),
                     opts.rate,
                     opts.connections,
@@ -250,19 +260,25 @@ fn stalled(server: Server, mode: &str, what: &str) -> ! {
     println!();
     println!(
         "STALLED: the {mode} server answered nothing for {} s during the {what} (STALL_SECS); results above are incomplete",
-        env_or("STALL_SECS", 15)
+        stall_limit().as_secs()
     );
     if std::env::var("KEEP_STALLED").is_ok_and(|v| v == "1") {
         println!(
             "server left running for inspection: pid {}",
-            server.child.id()
+            server.process.pid()
         );
         std::mem::forget(server);
     } else {
-        println!("server pid {} killed", server.child.id());
+        println!("server pid {} killed", server.process.pid());
         server.stop();
     }
     std::process::exit(3);
+}
+
+/// How long a run may go without a request finishing before it is given up
+/// (`STALL_SECS`, default 15): a hung server must not hang the benchmark.
+fn stall_limit() -> Duration {
+    Duration::from_secs(env_or("STALL_SECS", 15) as u64)
 }
 
 fn mode_key(sync: bool) -> &'static str {
@@ -307,58 +323,25 @@ impl Opts {
 
 // ---------------------------------------------------------------- server
 
-/// The child process: serve until killed, after writing the bound
-/// addresses (`ingest admin`) to `HH_BENCH_ADDRS`.
-fn serve_child(config: &str) {
-    let addr_file = std::env::var("HH_BENCH_ADDRS").expect("HH_BENCH_ADDRS");
-    hookhost_tests::server::serve_child(Path::new(config), Path::new(&addr_file));
-}
-
+/// The server process and its data dir, removed when it is dropped (and
+/// kept, with the process, when a stalled server is left for inspection).
 struct Server {
-    child: std::process::Child,
-    ingest: SocketAddr,
+    process: ServerProcess,
     _dir: tempfile::TempDir,
 }
 
 fn start_server(rt: &tokio::runtime::Runtime, sync: bool) -> Server {
     let dir = tempfile::tempdir().expect("tmp");
     let config = write_config(dir.path(), &CONFIG.replace("{sync}", &sync.to_string()));
-    let addr_file = dir.path().join("addrs");
-    let mut child = std::process::Command::new(std::env::current_exe().expect("bench binary"))
-        .env("HH_BENCH_SERVER", &config)
-        .env("HH_BENCH_ADDRS", &addr_file)
-        .env("RUST_LIB_BACKTRACE", "0")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn the server");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let addrs = loop {
-        if let Ok(s) = std::fs::read_to_string(&addr_file) {
-            break s;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the server exited at start: {status}");
-        }
-        assert!(Instant::now() < deadline, "the server wrote no addresses");
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let (ingest, admin) = addrs.split_once(' ').expect("two addresses");
-    let ingest: SocketAddr = ingest.parse().expect("ingest address");
-    let admin: SocketAddr = admin.parse().expect("admin address");
-    rt.block_on(wait_ready(admin));
-    Server {
-        child,
-        ingest,
-        _dir: dir,
-    }
+    let process = ServerProcess::start(&config).unwrap_or_else(|e| panic!("{e}"));
+    rt.block_on(wait_ready(process.admin));
+    Server { process, _dir: dir }
 }
 
 impl Server {
     /// SIGKILL: the measurement is over and the data dir is thrown away.
-    fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn stop(self) {
+        self.process.stop();
     }
 }
 
@@ -366,26 +349,7 @@ impl Server {
 
 /// `n` unique GitHub `push` deliveries, signed and serialized.
 fn build_requests(ingest: SocketAddr, prefix: &str, n: usize) -> Vec<Vec<u8>> {
-    let threads = cores().clamp(1, 4);
-    let chunk = n.div_ceil(threads).max(1);
-    let mut out: Vec<Vec<u8>> = Vec::with_capacity(n);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..n)
-            .step_by(chunk)
-            .map(|from| {
-                let to = (from + chunk).min(n);
-                s.spawn(move || {
-                    (from..to)
-                        .map(|i| request(ingest, prefix, i))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        for h in handles {
-            out.extend(h.join().expect("signing thread"));
-        }
-    });
-    out
+    build_parallel(n, |i| request(ingest, prefix, i))
 }
 
 fn request(ingest: SocketAddr, prefix: &str, i: usize) -> Vec<u8> {
@@ -397,149 +361,16 @@ fn request(ingest: SocketAddr, prefix: &str, i: usize) -> Vec<u8> {
     let pad = BODY_BYTES.saturating_sub(head.len() + tail.len());
     let body = format!("{head}{}{tail}", "x".repeat(pad));
     debug_assert_eq!(body.len(), BODY_BYTES);
-    let sig = hex::encode(hmac_sha256(SECRET.as_bytes(), &[body.as_bytes()]));
-    let mut req = format!(
-        "POST /webhooks/github HTTP/1.1\r\n\
-         Host: {ingest}\r\n\
-         User-Agent: GitHub-Hookshot/bench\r\n\
-         Content-Type: application/json\r\n\
-         X-GitHub-Event: push\r\n\
-         X-GitHub-Delivery: {delivery}\r\n\
-         X-Hub-Signature-256: sha256={sig}\r\n\
-         Content-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    req.extend_from_slice(body.as_bytes());
-    req
-}
-
-// ---------------------------------------------------------------- client
-
-/// One keep-alive HTTP/1.1 connection.
-struct Conn {
-    addr: SocketAddr,
-    stream: Option<TcpStream>,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    async fn open(addr: SocketAddr) -> Self {
-        let mut c = Self {
-            addr,
-            stream: None,
-            buf: Vec::with_capacity(4096),
-        };
-        c.stream = Some(c.connect().await.expect("connect"));
-        c
-    }
-
-    async fn connect(&self) -> std::io::Result<TcpStream> {
-        let s = TcpStream::connect(self.addr).await?;
-        s.set_nodelay(true)?;
-        Ok(s)
-    }
-
-    /// Send one pre-built request and read its whole answer: the status, or
-    /// what went wrong. Reconnects after an error or `connection: close`.
-    async fn call(&mut self, req: &[u8]) -> Result<u16, String> {
-        let r = self.exchange(req).await;
-        match &r {
-            Ok((_, false)) => {}
-            Ok((_, true)) | Err(_) => self.stream = None,
-        }
-        r.map(|(status, _)| status)
-    }
-
-    async fn exchange(&mut self, req: &[u8]) -> Result<(u16, bool), String> {
-        if self.stream.is_none() {
-            self.stream = Some(self.connect().await.map_err(|e| format!("connect: {e}"))?);
-        }
-        let Some(stream) = self.stream.as_mut() else {
-            unreachable!("connected above")
-        };
-        stream
-            .write_all(req)
-            .await
-            .map_err(|e| format!("write: {}", e.kind()))?;
-        self.buf.clear();
-        let mut chunk = [0u8; 4096];
-        let (head_end, status, len, close) = loop {
-            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
-                let (status, len, close) = parse_head(&self.buf[..end])?;
-                break (end + 4, status, len, close);
-            }
-            let n = stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| format!("read: {}", e.kind()))?;
-            if n == 0 {
-                return Err("connection closed before the answer".into());
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        };
-        while self.buf.len() < head_end + len {
-            let n = stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| format!("read: {}", e.kind()))?;
-            if n == 0 {
-                return Err("connection closed in the body".into());
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-        Ok((status, close))
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Status, `content-length` (0 if absent) and whether the server closes.
-fn parse_head(head: &[u8]) -> Result<(u16, usize, bool), String> {
-    let text = std::str::from_utf8(head).map_err(|_| "answer head is not UTF-8".to_owned())?;
-    let mut lines = text.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line in {text:?}"))?;
-    let (mut len, mut close) = (0, false);
-    for line in lines {
-        let Some((k, v)) = line.split_once(':') else {
-            continue;
-        };
-        let v = v.trim();
-        if k.eq_ignore_ascii_case("content-length") {
-            len = v.parse().map_err(|_| format!("bad content-length {v:?}"))?;
-        } else if k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close") {
-            close = true;
-        } else if k.eq_ignore_ascii_case("transfer-encoding") {
-            return Err("chunked answer not expected".into());
-        }
-    }
-    Ok((status, len, close))
+    github_request(ingest, SECRET, "push", &delivery, body.as_bytes())
 }
 
 // ----------------------------------------------------------------- loads
 
-/// One run's raw results.
-#[derive(Default)]
-struct Run {
-    acks: usize,
-    /// From the start to the last answer.
-    elapsed: Duration,
-    /// Latency of each acknowledged request, µs.
-    lat_us: Vec<u32>,
-    /// Open loop: how late each request left after its intended time, µs.
-    lag_us: Vec<u32>,
-    errors: BTreeMap<String, usize>,
-    /// No answer at all for `STALL_SECS`: the run was abandoned.
-    stalled: bool,
-}
+// The closed loop is the shared `bench::closed_loop`; the open loop is this
+// benchmark's own. It reports what the closed loop does (a `ClosedRun`) plus
+// how late each request left after its intended time.
 
-/// Requests finished (answered or failed), for the stall watchdog.
+/// Open-loop requests finished (answered or failed), for the stall watchdog.
 static FINISHED: AtomicUsize = AtomicUsize::new(0);
 
 struct WorkerOut {
@@ -564,32 +395,35 @@ fn record(out: &mut WorkerOut, r: Result<u16, String>, lat: Duration) {
 async fn connect_all(addr: SocketAddr, n: usize) -> Vec<Conn> {
     let mut conns = Vec::with_capacity(n);
     for _ in 0..n {
-        conns.push(Conn::open(addr).await);
+        conns.push(Conn::open(addr).await.expect("connect"));
     }
     conns
 }
 
-/// Wait for the workers; give up on the run if no request finishes for
-/// `STALL_SECS` (default 15): a hung server must not hang the benchmark.
-async fn collect(start: Instant, tasks: Vec<tokio::task::JoinHandle<WorkerOut>>) -> Run {
+/// Wait for the workers: the run and each request's lag (µs). Give up on
+/// the run if no request finishes for [`stall_limit`].
+async fn collect(
+    start: Instant,
+    tasks: Vec<tokio::task::JoinHandle<WorkerOut>>,
+) -> (ClosedRun, Vec<u32>) {
     let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
     let gather = async move {
-        let mut run = Run::default();
+        let mut run = ClosedRun::default();
+        let mut lag_us = Vec::new();
         let mut last = start;
         for t in tasks {
             let w = t.await.expect("worker");
             run.lat_us.extend(w.lat_us);
-            run.lag_us.extend(w.lag_us);
+            lag_us.extend(w.lag_us);
             for (e, n) in w.errors {
                 *run.errors.entry(e).or_default() += n;
             }
             last = last.max(w.last);
         }
-        run.acks = run.lat_us.len();
         run.elapsed = last.saturating_duration_since(start);
-        run
+        (run, lag_us)
     };
-    let stall = Duration::from_secs(env_or("STALL_SECS", 15) as u64);
+    let stall = stall_limit();
     let watchdog = async move {
         let (mut seen, mut since) = (FINISHED.load(Ordering::Relaxed), Instant::now());
         loop {
@@ -608,43 +442,9 @@ async fn collect(start: Instant, tasks: Vec<tokio::task::JoinHandle<WorkerOut>>)
             for a in aborts {
                 a.abort();
             }
-            Run { stalled: true, ..Run::default() }
+            (ClosedRun { stalled: true, ..ClosedRun::default() }, Vec::new())
         }
     }
-}
-
-/// `concurrency` connections, each sending its next request as soon as the
-/// previous answer is in.
-async fn closed_loop(addr: SocketAddr, reqs: Arc<Vec<Vec<u8>>>, concurrency: usize) -> Run {
-    let conns = connect_all(addr, concurrency).await;
-    let next = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let tasks = conns
-        .into_iter()
-        .map(|mut conn| {
-            let (reqs, next) = (reqs.clone(), next.clone());
-            tokio::spawn(async move {
-                let mut out = WorkerOut {
-                    lat_us: Vec::with_capacity(reqs.len() / concurrency + 16),
-                    lag_us: Vec::new(),
-                    errors: BTreeMap::new(),
-                    last: start,
-                };
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(req) = reqs.get(i) else { break };
-                    let t = Instant::now();
-                    let r = conn.call(req).await;
-                    let done = Instant::now();
-                    FINISHED.fetch_add(1, Ordering::Relaxed);
-                    out.last = done;
-                    record(&mut out, r, done - t);
-                }
-                out
-            })
-        })
-        .collect();
-    collect(start, tasks).await
 }
 
 /// Request `i` is due at `start + i/rate`; a free connection takes the next
@@ -655,7 +455,7 @@ async fn open_loop(
     reqs: Arc<Vec<Vec<u8>>>,
     rate: f64,
     connections: usize,
-) -> Run {
+) -> (ClosedRun, Vec<u32>) {
     let conns = connect_all(addr, connections).await;
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now() + Duration::from_millis(20);
@@ -697,80 +497,35 @@ async fn open_loop(
 
 /// A run plus the CPU it cost, from /proc.
 struct Measured {
-    run: Run,
+    run: ClosedRun,
+    /// Open loop: how late each request left after its intended time, µs.
+    lag_us: Vec<u32>,
     server_cpu: Duration,
     gen_cpu: Duration,
     /// Busy time of all cores over the run, as a fraction of one core.
     busy_cores: f64,
 }
 
-fn measured(server: &Server, f: impl FnOnce() -> Run) -> Measured {
-    let (s0, g0, m0) = (proc_cpu(server.child.id()), proc_cpu_self(), machine_cpu());
-    let run = f();
-    let (s1, g1, m1) = (proc_cpu(server.child.id()), proc_cpu_self(), machine_cpu());
-    let busy_cores = match (m0, m1) {
-        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
-            (b1 - b0) as f64 / (t1 - t0) as f64 * cores() as f64
-        }
-        _ => f64::NAN,
-    };
+fn measured(server: &Server, f: impl FnOnce() -> (ClosedRun, Vec<u32>)) -> Measured {
+    let pid = server.process.pid();
+    let (s0, g0, m0) = (process_cpu(pid), own_cpu(), machine_cpu());
+    let (run, lag_us) = f();
+    let (s1, g1, m1) = (process_cpu(pid), own_cpu(), machine_cpu());
     Measured {
         run,
+        lag_us,
         server_cpu: s1.saturating_sub(s0),
         gen_cpu: g1.saturating_sub(g0),
-        busy_cores,
+        busy_cores: busy_cores(m0, m1),
     }
 }
 
-/// utime + stime of a process.
-fn proc_cpu(pid: u32) -> Duration {
-    stat_cpu(&format!("/proc/{pid}/stat"))
-}
-
-fn proc_cpu_self() -> Duration {
-    stat_cpu("/proc/self/stat")
-}
-
-fn stat_cpu(path: &str) -> Duration {
-    // Fields after the command name's closing parenthesis; utime and stime
-    // are fields 14 and 15 of the whole line, in USER_HZ (100 on Linux).
-    let ticks = std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| {
-            let rest = s.rsplit_once(')')?.1.to_owned();
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-        })
-        .unwrap_or(0);
-    Duration::from_millis(ticks * 10)
-}
-
-/// (busy, total) jiffies of all cores; idle and iowait are not busy.
-fn machine_cpu() -> Option<(u64, u64)> {
-    let s = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = s.lines().next()?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest counted in user)
-    let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3)? + v.get(4)?;
-    Some((total - idle, total))
-}
-
-fn note_errors(problems: &mut Vec<String>, mode: &str, kind: &str, round: usize, run: &Run) {
+fn note_errors(problems: &mut Vec<String>, mode: &str, kind: &str, round: usize, run: &ClosedRun) {
     if !run.errors.is_empty() {
-        let list: Vec<String> = run
-            .errors
-            .iter()
-            .map(|(e, n)| format!("{e} x{n}"))
-            .collect();
         problems.push(format!(
             "{mode} {kind} round {}: {}",
             round + 1,
-            list.join(", ")
+            run.error_list()
         ));
     }
 }
@@ -792,14 +547,6 @@ struct Summary {
     errors: usize,
 }
 
-fn pct(sorted: &[u32], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 * q) as usize).min(sorted.len() - 1);
-    sorted[i] as f64 / 1000.0
-}
-
 fn summarize(rounds: &[Measured]) -> Summary {
     struct One {
         acks_per_s: f64,
@@ -816,16 +563,16 @@ fn summarize(rounds: &[Measured]) -> Summary {
         .map(|m| {
             let mut lat = m.run.lat_us.clone();
             lat.sort_unstable();
-            let mut lag = m.run.lag_us.clone();
+            let mut lag = m.lag_us.clone();
             lag.sort_unstable();
-            let sent = (m.run.acks + m.run.errors.values().sum::<usize>()).max(1);
+            let sent = (m.run.acks() + m.run.error_count()).max(1);
             One {
-                acks_per_s: m.run.acks as f64 / m.run.elapsed.as_secs_f64().max(1e-9),
-                p50: pct(&lat, 0.50),
-                p99: pct(&lat, 0.99),
-                p999: pct(&lat, 0.999),
-                lag_p99: pct(&lag, 0.99),
-                srv_us: m.server_cpu.as_secs_f64() * 1e6 / m.run.acks.max(1) as f64,
+                acks_per_s: m.run.acks() as f64 / m.run.elapsed.as_secs_f64().max(1e-9),
+                p50: percentile_ms(&lat, 0.50),
+                p99: percentile_ms(&lat, 0.99),
+                p999: percentile_ms(&lat, 0.999),
+                lag_p99: percentile_ms(&lag, 0.99),
+                srv_us: m.server_cpu.as_secs_f64() * 1e6 / m.run.acks().max(1) as f64,
                 gen_us: m.gen_cpu.as_secs_f64() * 1e6 / sent as f64,
                 busy_pct: m.busy_cores * 100.0,
             }
@@ -851,10 +598,7 @@ fn summarize(rounds: &[Measured]) -> Summary {
         srv_us: med(|o| o.srv_us),
         gen_us: med(|o| o.gen_us),
         busy_pct: med(|o| o.busy_pct),
-        errors: rounds
-            .iter()
-            .map(|m| m.run.errors.values().sum::<usize>())
-            .sum(),
+        errors: rounds.iter().map(|m| m.run.error_count()).sum(),
     }
 }
 

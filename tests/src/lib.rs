@@ -133,7 +133,7 @@ pub mod bench {
     /// re-executed with `HH_BENCH_SERVER=<config>`, on a default
     /// multi-thread tokio runtime, so it shares no threads with the load
     /// generator and its CPU shows apart in /proc.
-    pub struct ChildServer {
+    pub struct ServerProcess {
         /// The child process.
         pub child: std::process::Child,
         /// Where `POST /webhooks/{source}` listens.
@@ -142,7 +142,7 @@ pub mod bench {
         pub admin: SocketAddr,
     }
 
-    impl ChildServer {
+    impl ServerProcess {
         /// In the child (`HH_BENCH_SERVER` set): serve until killed and
         /// return true. Call it first thing in the benchmark's `main`.
         pub fn serve_if_child() -> bool {
