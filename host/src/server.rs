@@ -186,11 +186,16 @@ pub async fn run(
     readiness.set_ready();
     tracing::info!("ready");
 
+    // One grace period for the whole drain: in-flight requests, then
+    // running deliveries get what is left of it.
+    let drain_started = Arc::new(std::sync::OnceLock::<Instant>::new());
     let ingest_result = {
         let readiness = readiness.clone();
         let draining = shutdown.clone();
+        let since = drain_started.clone();
         tokio::spawn(async move {
             draining.cancelled().await;
+            let _ = since.set(Instant::now());
             readiness.set_draining();
         });
         match ingest_server.await {
@@ -203,7 +208,8 @@ pub async fn run(
     // deliveries finish, flush sled.
     pipeline.shutdown().await;
     let _ = applier.await;
-    engine.drain(grace).await;
+    let spent = drain_started.get().map_or(Duration::ZERO, Instant::elapsed);
+    engine.drain(grace.saturating_sub(spent)).await;
     db.flush_async()
         .await
         .map_err(|e| open_error("sled (final flush)", e))?;

@@ -59,60 +59,12 @@ pub(super) async fn list(
         kind: param(q.kind),
         ..DeadLetterFilter::default()
     };
-    let engine = admin.engine()?;
-    let store = engine.store();
-
-    // `Records::dead_letters` calls `keep` once per dead letter it walks
-    // until the page is full; past the budget every one is refused, which
-    // also skips the event lookups that make source/kind filters costly.
-    let mut scanned = 0usize;
-    let mut over_budget = false;
-    let mut last_scanned: Option<DeliveryKey> = None;
-    let mut failure: Option<StoreError> = None;
-    let mut event_of: Option<(u64, Option<(String, String)>)> = None;
-    let page = engine
-        .records()
-        .dead_letters(after.as_ref(), limit, |key| {
-            if scanned >= MAX_SCAN || failure.is_some() {
-                over_budget = true;
-                return false;
-            }
-            scanned += 1;
-            last_scanned = Some(key.clone());
-            if filter.plugin.as_deref().is_some_and(|p| p != &*key.plugin) {
-                return false;
-            }
-            if filter.source.is_none() && filter.kind.is_none() {
-                return true;
-            }
-            // One event's dead letters sit together: look it up once.
-            if event_of.as_ref().is_none_or(|(seq, _)| *seq != key.seq) {
-                let found = match store.get(key.seq) {
-                    Ok(e) => e.map(|e| (e.source, e.kind)),
-                    Err(e) => {
-                        failure = Some(e);
-                        return false;
-                    }
-                };
-                event_of = Some((key.seq, found));
-            }
-            let Some((_, Some((source, kind)))) = &event_of else {
-                return false;
-            };
-            filter.source.as_deref().is_none_or(|s| s == source)
-                && filter.kind.as_deref().is_none_or(|k| k == kind)
-        })
+    let page = admin
+        .engine()?
+        .dead_letters(&filter, after.as_ref(), limit, MAX_SCAN)
         .map_err(store_failed)?;
-    if let Some(e) = failure {
-        return Err(store_failed(e));
-    }
-    let next_cursor = if page.len() >= limit {
-        page.last().map(|d| d.key.id())
-    } else if over_budget {
-        last_scanned.map(|k| k.id())
-    } else {
-        None
-    };
+    let next_cursor = page.next.map(|k| k.id());
+    let page = page.items;
     let items: Vec<Value> = page.iter().map(summary).collect();
     Ok(Json(
         json!({ "dead_letters": items, "next_cursor": next_cursor }),
@@ -202,9 +154,11 @@ pub(super) async fn replay_matching(
         since_ms: f.since_ms,
         until_ms: f.until_ms,
     };
-    let replayed = admin
-        .engine()?
-        .replay_dead_matching(&filter)
+    // It walks every dead letter: off the async workers.
+    let engine = admin.engine()?.clone();
+    let replayed = tokio::task::spawn_blocking(move || engine.replay_dead_matching(&filter))
+        .await
+        .map_err(|e| store_failed(StoreError::Sync(std::io::Error::other(e))))?
         .map_err(store_failed)?;
     tracing::info!(replayed, "dead letters replayed in bulk by the admin API");
     Ok(Json(json!({ "replayed": replayed })))

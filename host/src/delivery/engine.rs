@@ -8,7 +8,7 @@
 //! delivery runs in its own task under a worker permit; the global pool
 //! (`[server] workers`) and each plugin's `concurrency` bound how many run.
 
-use super::records::{Attempt, DeadLetter, DeliveryKey, Next, Pending, Records};
+use super::records::{Attempt, DeadLetter, DeliveryKey, Next, Pending, Records, Scan};
 use super::retention;
 use super::retry::{self, Decision, SplitMix64};
 use super::routing::Routes;
@@ -112,6 +112,16 @@ pub struct PluginStats {
     pub duration_p99_us: u64,
     /// `closed`, `open` or `half_open`.
     pub breaker: &'static str,
+}
+
+/// One page of dead letters.
+#[derive(Debug, Clone)]
+pub struct DeadLetterPage {
+    /// The dead letters selected.
+    pub items: Vec<DeadLetter>,
+    /// Where the next page starts (exclusive), when the scan stopped
+    /// early (page full or scan budget spent).
+    pub next: Option<DeliveryKey>,
 }
 
 /// Which dead letters a bulk replay takes.
@@ -261,10 +271,11 @@ impl Engine {
         for t in targets {
             let key = DeliveryKey::new(seq, Arc::clone(&t.plugin));
             plugins.push(t.plugin.to_string());
-            if self.inner.records.dead_letter(&key)?.is_some() {
+            let (pending, was_dead) = self.inner.records.restart(&key, t.order_key, now)?;
+            if was_dead {
                 self.inner.dead_letters.fetch_sub(1, Ordering::Relaxed);
             }
-            if let Some(p) = self.inner.records.restart(&key, t.order_key, now)? {
+            if let Some(p) = pending {
                 created.push((key, p));
             }
         }
@@ -275,24 +286,23 @@ impl Engine {
     /// Replay one dead letter (attempts start again, on the plugin's current
     /// version). Returns false if `key` is not a dead letter.
     pub fn replay_dead(&self, key: &DeliveryKey) -> Result<bool, StoreError> {
-        let Some(dead) = self.inner.records.dead_letter(key)? else {
+        if self.inner.records.dead_letter(key)?.is_none() {
             return Ok(false);
-        };
-        let order_key = self.order_key_of(key, &dead)?;
-        if let Some(p) = self.inner.records.restart(key, order_key, now_ms())? {
+        }
+        let order_key = self.order_key_of(key)?;
+        let (pending, was_dead) = self.inner.records.restart(key, order_key, now_ms())?;
+        if was_dead {
             self.inner.dead_letters.fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Some(p) = pending {
             self.enqueue(vec![(key.clone(), p)]);
         }
-        Ok(true)
+        Ok(was_dead)
     }
 
     /// The order key a replayed delivery queues under: read again from the
     /// event with the plugin's current `order_key`.
-    fn order_key_of(
-        &self,
-        key: &DeliveryKey,
-        _: &DeadLetter,
-    ) -> Result<Option<String>, StoreError> {
+    fn order_key_of(&self, key: &DeliveryKey) -> Result<Option<String>, StoreError> {
         let Some(event) = self.inner.store.get(key.seq)? else {
             return Ok(None);
         };
@@ -305,53 +315,85 @@ impl Engine {
     }
 
     /// Replay every dead letter `filter` selects. Returns how many.
+    /// Blocking (it walks the dead letters): call it off the async workers.
     pub fn replay_dead_matching(&self, filter: &DeadLetterFilter) -> Result<usize, StoreError> {
         let mut replayed = 0;
         let mut after: Option<DeliveryKey> = None;
         loop {
-            let page = self.dead_letters(filter, after.as_ref(), 1000)?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.key.clone());
-            for d in page {
+            let page = self.dead_letters(filter, after.as_ref(), 1000, usize::MAX)?;
+            for d in &page.items {
                 if self.replay_dead(&d.key)? {
                     replayed += 1;
                 }
             }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(replayed),
+            }
         }
-        Ok(replayed)
     }
 
-    /// Dead letters `filter` selects, after `after`, at most `limit`.
+    /// Dead letters `filter` selects, after `after`, at most `limit`,
+    /// looking at no more than `max_scan` of them: a page can be short
+    /// with a `next` to go on from.
     pub fn dead_letters(
         &self,
         filter: &DeadLetterFilter,
         after: Option<&DeliveryKey>,
         limit: usize,
-    ) -> Result<Vec<DeadLetter>, StoreError> {
-        let needs_event = filter.source.is_some() || filter.kind.is_some();
+        max_scan: usize,
+    ) -> Result<DeadLetterPage, StoreError> {
         let store = &self.inner.store;
-        let page = self.inner.records.dead_letters(after, limit, |key| {
-            if filter.plugin.as_deref().is_some_and(|p| p != &*key.plugin) {
-                return false;
-            }
-            if !needs_event {
+        let mut scanned = 0usize;
+        let mut taken = 0usize;
+        let mut last: Option<DeliveryKey> = None;
+        let mut failure: Option<StoreError> = None;
+        // One event's dead letters sit together: look it up once.
+        let mut event_of: Option<(u64, Option<(String, String)>)> = None;
+        let mut event_matches = |seq: u64| -> bool {
+            if filter.source.is_none() && filter.kind.is_none() {
                 return true;
             }
-            match store.get(key.seq) {
-                Ok(Some(e)) => {
-                    filter.source.as_deref().is_none_or(|s| s == e.source)
-                        && filter.kind.as_deref().is_none_or(|k| k == e.kind)
-                }
-                _ => false,
+            if event_of.as_ref().is_none_or(|(s, _)| *s != seq) {
+                let found = match store.get(seq) {
+                    Ok(e) => e.map(|e| (e.source, e.kind)),
+                    Err(e) => {
+                        failure = Some(e);
+                        None
+                    }
+                };
+                event_of = Some((seq, found));
+            }
+            matches!(&event_of, Some((_, Some((source, kind))))
+                if filter.source.as_deref().is_none_or(|s| s == source)
+                    && filter.kind.as_deref().is_none_or(|k| k == kind))
+        };
+        let items = self.inner.records.dead_letters(after, |key, dead_at| {
+            if taken >= limit || scanned >= max_scan {
+                return Scan::Stop;
+            }
+            scanned += 1;
+            last = Some(key.clone());
+            let selected = filter.plugin.as_deref().is_none_or(|p| p == &*key.plugin)
+                && filter.since_ms.is_none_or(|t| dead_at >= t)
+                && filter.until_ms.is_none_or(|t| dead_at < t)
+                && event_matches(key.seq);
+            if selected {
+                taken += 1;
+                Scan::Take
+            } else {
+                Scan::Skip
             }
         })?;
-        Ok(page
-            .into_iter()
-            .filter(|d| {
-                filter.since_ms.is_none_or(|t| d.dead_at_ms >= t)
-                    && filter.until_ms.is_none_or(|t| d.dead_at_ms < t)
-            })
-            .collect())
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let next = if taken >= limit || scanned >= max_scan {
+            last
+        } else {
+            None
+        };
+        Ok(DeadLetterPage { items, next })
     }
 
     /// Delete a dead letter. Returns false if `key` is not one.
@@ -536,8 +578,13 @@ async fn retain(inner: Arc<Inner>, retention: Duration) {
         }
         let cutoff =
             now_ms().saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
-        let (store, records) = (inner.store.clone(), inner.records.clone());
-        match tokio::task::spawn_blocking(move || retention::purge(&store, &records, cutoff)).await
+        let (store, records, stop) = (
+            inner.store.clone(),
+            inner.records.clone(),
+            inner.stop_leasing.clone(),
+        );
+        match tokio::task::spawn_blocking(move || retention::purge(&store, &records, cutoff, &stop))
+            .await
         {
             Ok(Ok(p)) if p.events > 0 => tracing::info!(
                 events = p.events,

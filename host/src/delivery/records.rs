@@ -214,6 +214,17 @@ pub struct DeadLetter {
     pub head: Head,
 }
 
+/// What a scan does with the record it is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scan {
+    /// Return it.
+    Take,
+    /// Pass over it.
+    Skip,
+    /// End the scan before it.
+    Stop,
+}
+
 /// One delivery of an event, as the admin API shows it.
 #[derive(Debug, Clone)]
 pub struct DeliveryView {
@@ -279,8 +290,17 @@ impl Records {
             any = true;
             let key = DeliveryKey::new(seq, plugin);
             let k = key.encode();
-            if replayed && (self.pending.contains_key(&k)? || self.deliveries.contains_key(&k)?) {
-                continue;
+            if replayed {
+                // Already routed before a crash or a failed try: hand back
+                // a waiting entry again (the queue ignores one it holds),
+                // leave a finished one alone.
+                if let Some(v) = self.pending.get(&k)? {
+                    created.push((key, decode(&v)?));
+                    continue;
+                }
+                if self.deliveries.contains_key(&k)? {
+                    continue;
+                }
             }
             let p = Pending {
                 attempt: 1,
@@ -353,7 +373,13 @@ impl Records {
                 State::Dead
             }
         };
+        let was_dead_before = head.dead_reason.is_some() && !matches!(next, Next::Dead(_));
         self.deliveries.insert(k.as_slice(), encode(&head))?;
+        if was_dead_before {
+            // A dead letter replayed, or one whose pending entry survived a
+            // crash: it must not stay listed once it runs again.
+            self.dead.remove(k.as_slice())?;
+        }
         match next {
             Next::RetryAt(due_ms) => {
                 let p = Pending {
@@ -392,17 +418,18 @@ impl Records {
     }
 
     /// Start a delivery over (a replay): a new round from attempt 1, due
-    /// now, whatever state it was in. Returns `None` if it is still
-    /// pending (it will run anyway).
+    /// now, whatever state it was in. Returns the new pending entry (`None`
+    /// if it is still pending: it will run anyway) and whether this call
+    /// took it off the dead letters.
     pub fn restart(
         &self,
         key: &DeliveryKey,
         order_key: Option<String>,
         now_ms: u64,
-    ) -> Result<Option<Pending>, StoreError> {
+    ) -> Result<(Option<Pending>, bool), StoreError> {
         let k = key.encode();
         if self.pending.contains_key(&k)? {
-            return Ok(None);
+            return Ok((None, false));
         }
         let round = match self.deliveries.get(&k)? {
             Some(v) => {
@@ -422,9 +449,9 @@ impl Records {
             order_key,
         };
         self.pending.insert(k.as_slice(), encode(&p))?;
-        self.dead.remove(k)?;
+        let was_dead = self.dead.remove(k)?.is_some();
         self.unrouted.remove(key.seq.to_be_bytes())?;
-        Ok(Some(p))
+        Ok((Some(p), was_dead))
     }
 
     /// A dead letter's record, if `key` is one.
@@ -443,13 +470,13 @@ impl Records {
         }))
     }
 
-    /// Dead letters after `cursor` (exclusive) in arrival order, at most
-    /// `limit`, kept by `keep`.
+    /// Dead letters after `after` (exclusive), in arrival order, as long
+    /// as `visit` (given each one's key and time of death) does not say
+    /// [`Scan::Stop`]; those it says [`Scan::Take`] to are returned.
     pub fn dead_letters(
         &self,
         after: Option<&DeliveryKey>,
-        limit: usize,
-        mut keep: impl FnMut(&DeliveryKey) -> bool,
+        mut visit: impl FnMut(&DeliveryKey, u64) -> Scan,
     ) -> Result<Vec<DeadLetter>, StoreError> {
         let start = after.map(|a| {
             let mut k = a.encode();
@@ -462,20 +489,20 @@ impl Records {
         };
         let mut out = Vec::new();
         for item in range {
-            if out.len() >= limit {
-                break;
-            }
             let (k, at) = item?;
             let Some(key) = DeliveryKey::decode(&k) else {
                 continue;
             };
-            if !keep(&key) {
-                continue;
+            let dead_at_ms = be_u64(&at);
+            match visit(&key, dead_at_ms) {
+                Scan::Stop => break,
+                Scan::Skip => continue,
+                Scan::Take => {}
             }
             if let Some(head) = self.deliveries.get(&k)? {
                 out.push(DeadLetter {
                     key,
-                    dead_at_ms: be_u64(&at),
+                    dead_at_ms,
                     head: decode(&head)?,
                 });
             }

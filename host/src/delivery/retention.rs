@@ -10,6 +10,7 @@
 use super::records::Records;
 use crate::store::{Store, StoreError};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Events looked at per batch.
 const BATCH: usize = 1000;
@@ -28,12 +29,18 @@ pub struct Purged {
 
 /// Forget every event received before `cutoff_ms` that nothing holds.
 /// Events are visited in arrival order and the pass stops at the first
-/// one received at or after the cutoff. Blocking: run it off the async
+/// one received at or after the cutoff, or when `stop` is cancelled (a
+/// shutdown does not wait for a long pass). Blocking: run it off the async
 /// workers.
-pub fn purge(store: &Store, records: &Records, cutoff_ms: u64) -> Result<Purged, StoreError> {
+pub fn purge(
+    store: &Store,
+    records: &Records,
+    cutoff_ms: u64,
+    stop: &CancellationToken,
+) -> Result<Purged, StoreError> {
     let mut done = Purged::default();
     let mut after = 0;
-    loop {
+    while !stop.is_cancelled() {
         let page = store.range(after, BATCH)?;
         let Some((last, _)) = page.last() else {
             return Ok(done);
@@ -53,6 +60,7 @@ pub fn purge(store: &Store, records: &Records, cutoff_ms: u64) -> Result<Purged,
         }
         std::thread::sleep(PAUSE);
     }
+    Ok(done)
 }
 
 #[cfg(test)]
@@ -127,7 +135,7 @@ mod tests {
         assert!(records.is_unrouted(2).expect("unrouted"));
         assert_eq!(records.count_done().expect("count"), 2);
 
-        let purged = purge(&store, &records, 1000).expect("purge");
+        let purged = purge(&store, &records, 1000, &CancellationToken::new()).expect("purge");
         assert_eq!(purged, Purged { events: 2, held: 2 });
         for (seq, kept) in [(1, false), (2, false), (3, true), (4, true), (5, true)] {
             assert_eq!(store.get(seq).expect("get").is_some(), kept, "event {seq}");
@@ -141,7 +149,7 @@ mod tests {
         // Purged deliveries still count as delivered.
         assert_eq!(records.count_done().expect("count"), 2);
         assert_eq!(
-            purge(&store, &records, 1000).expect("again"),
+            purge(&store, &records, 1000, &CancellationToken::new()).expect("again"),
             Purged { events: 0, held: 2 }
         );
     }

@@ -23,7 +23,7 @@ use super::breaker::{Admission, Breaker, BreakerConfig, BreakerState, Permit};
 use super::records::DeliveryKey;
 use crate::config::Priority;
 use crate::runtime::Outcome;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 /// A delivery the queue holds.
@@ -145,9 +145,13 @@ pub struct Scheduler {
     /// Policy for plugins the registry has not described (yet).
     default_policy: Policy,
     running: usize,
-    /// Deliveries known, so a job handed in twice (a replay racing a
-    /// recovery) is queued once.
-    known: BTreeSet<DeliveryKey>,
+    /// Deliveries held (queued or running) and their replay round, so a
+    /// job handed in twice (recovery and the journal's replay both finding
+    /// it) is queued once.
+    known: HashMap<DeliveryKey, u32>,
+    /// Jobs handed in while the same delivery was still held (a replay
+    /// landing as its last run finishes): queued once that one is done.
+    again: HashMap<DeliveryKey, Job>,
 }
 
 impl Scheduler {
@@ -161,7 +165,8 @@ impl Scheduler {
             turn: [None, None, None],
             default_policy,
             running: 0,
-            known: BTreeSet::new(),
+            known: HashMap::new(),
+            again: HashMap::new(),
         }
     }
 
@@ -181,10 +186,19 @@ impl Scheduler {
         }
     }
 
-    /// Queue a delivery. Returns false if it was already queued or running.
+    /// Queue a delivery. Returns false if it was already queued or running;
+    /// a later round of it (a replay that lands while its last run is being
+    /// recorded) is then kept and queued when that run finishes.
     pub fn push(&mut self, job: Job, now_ms: u64) -> bool {
-        if !self.known.insert(job.key.clone()) {
-            return false;
+        match self.known.get(&job.key) {
+            Some(&round) if job.round > round => {
+                self.again.insert(job.key.clone(), job);
+                return false;
+            }
+            Some(_) => return false,
+            None => {
+                self.known.insert(job.key.clone(), job.round);
+            }
         }
         let default = self.default_policy;
         let lane = self
@@ -317,9 +331,16 @@ impl Scheduler {
         }
     }
 
-    /// A job is finished: let the next of its key go.
+    /// A job is finished: let the next of its key go, or the same delivery
+    /// again if it was handed in meanwhile.
     fn forget(&mut self, job: &Job, now_ms: u64) {
         self.known.remove(&job.key);
+        if let Some(again) = self.again.remove(&job.key) {
+            // Its key (if any) stays held: the new run goes first.
+            self.known.insert(again.key.clone(), again.round);
+            self.enqueue(again, now_ms);
+            return;
+        }
         let Some(k) = &job.order_key else {
             return;
         };
@@ -349,7 +370,11 @@ impl Scheduler {
         let breaker = self
             .lanes
             .values()
-            .filter(|l| l.policy.available && !l.ready.is_empty())
+            .filter(|l| {
+                // A plugin at its concurrency limit is woken by a finish,
+                // not by the clock.
+                l.policy.available && !l.ready.is_empty() && l.running < l.policy.concurrency.max(1)
+            })
             .filter_map(|l| match l.breaker.state() {
                 BreakerState::Open { until_ms } => Some(until_ms),
                 _ => None,
@@ -600,6 +625,31 @@ mod tests {
         assert_eq!(s.queued(), 1);
         s.set_policy(&Arc::from("later"), policy(Priority::Normal, 1));
         assert_eq!(s.lease(NOW).map(|l| l.job.key.seq), Some(1));
+    }
+
+    #[test]
+    fn a_delivery_handed_in_while_it_runs_runs_again_after() {
+        let mut s = sched(&[("p", Priority::Normal, 10)]);
+        s.push(keyed(1, "p", "k"), NOW);
+        s.push(keyed(2, "p", "k"), NOW);
+        let running = s.lease(NOW).expect("1");
+        // The same round handed in again (recovery and journal replay both
+        // found it) is ignored; a replay of 1 (the next round) landing
+        // while its run is being recorded runs after it.
+        assert!(!s.push(keyed(1, "p", "k"), NOW));
+        assert!(!s.push(
+            Job {
+                round: 1,
+                ..keyed(1, "p", "k")
+            },
+            NOW
+        ));
+        s.finish(running, &Outcome::Ok, None, NOW);
+        let again = s.lease(NOW).expect("1 again");
+        assert_eq!((again.job.key.seq, again.job.round), (1, 1));
+        assert!(s.lease(NOW).is_none(), "2 still waits behind its key");
+        s.finish(again, &Outcome::Ok, None, NOW);
+        assert_eq!(s.lease(NOW).map(|l| l.job.key.seq), Some(2));
     }
 
     #[test]
