@@ -131,6 +131,10 @@ struct Inner {
     store_failing: AtomicBool,
     /// Routing, after each applied batch.
     on_applied: Arc<dyn OnApplied>,
+    /// Set by [`Pipeline::shutdown`]: an applier retrying a failing store
+    /// gives up (the journal keeps the events) instead of holding the
+    /// shutdown forever.
+    stopping: AtomicBool,
 }
 
 enum ToApplier {
@@ -185,6 +189,7 @@ impl Pipeline {
             backlog: Semaphore::new(BACKLOG),
             store_failing: AtomicBool::new(false),
             on_applied,
+            stopping: AtomicBool::new(false),
         });
         let corrupt = !replay.corrupt_segments.is_empty();
         if corrupt {
@@ -347,6 +352,7 @@ impl Pipeline {
     /// applier drain into sled and sync. An event journaled in the last
     /// instant but not yet handed over is replayed at the next start.
     pub async fn shutdown(&self) {
+        self.inner.stopping.store(true, Ordering::Relaxed);
         self.inner.journal.shutdown().await;
         self.inner.backlog.close();
         let _ = self.to_apply.send(ToApplier::Stop);
@@ -444,7 +450,7 @@ impl Applier {
                 Err(e) => {
                     tracing::error!(error = %e, events = batch.len(), "applying events into sled failed; retrying");
                     self.inner.store_failing.store(true, Ordering::Relaxed);
-                    if stopping {
+                    if stopping || self.inner.stopping.load(Ordering::Relaxed) {
                         return;
                     }
                     std::thread::sleep(self.retry_wait);
