@@ -33,7 +33,9 @@
 //! 64; `WARMUP=N` events sent and delivered before the burst, default 2000,
 //! 0 for none; `POLL_MS=N`, default 20; `DELIVER_TIMEOUT_SECS=N`, the
 //! longest wait for all deliveries, default 120; `STALL_SECS=N`, the
-//! longest the burst may go without an answer, default 15).
+//! longest the burst may go without an answer, default 15;
+//! `PLUGIN_CRATE=noop` runs another plugin from `plugins/` under the name
+//! `echo`, to separate the plugin's own cost from the engine's).
 //!
 //! Goals (issue 4), on the 2-core machine with the load generator on the
 //! same cores: 50,000 events at concurrency 64 all acknowledged within 3 s
@@ -190,7 +192,9 @@ fn start_server(rt: &tokio::runtime::Runtime, opts: &Opts) -> (ServerProcess, te
     let dir = tempfile::tempdir().expect("tmp");
     let plugins = dir.path().join("plugins");
     std::fs::create_dir(&plugins).expect("plugins dir");
-    let echo = hookhost_tests::wasm_path("echo");
+    // Installed as `echo` whatever it is built from (`PLUGIN_CRATE`).
+    let crate_name = std::env::var("PLUGIN_CRATE").unwrap_or_else(|_| "echo".into());
+    let echo = hookhost_tests::wasm_path(&crate_name);
     if let Err(e) = std::fs::copy(&echo, plugins.join("echo.wasm")) {
         fail(None, 2, &format!("copying {}: {e}", echo.display()));
     }
