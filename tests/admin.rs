@@ -4,56 +4,27 @@
 //! with their deliveries, attempts and log lines, replay, a broken reload
 //! that keeps the old version, pause/resume, and dead letters.
 
-use hookhost_tests::server::{github_headers, write_config, Answer, HttpClient, TestServer};
+use hookhost_tests::server::{
+    github_headers, install_plugin, plugin_setup, plugins_dir, poll_until, Answer, HttpClient,
+    TestServer,
+};
 use serde_json::Value;
 use sha2::Digest;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SECRET: &str = "admin-test-secret";
 const TOKEN: &str = "admin-test-token-0123456789";
 
-/// Longest a test waits for deliveries to settle.
-const SETTLE: Duration = Duration::from_secs(60);
-
 /// A data dir and a plugins folder with `plugins` (crate name, plugin
 /// name) copied in; a config with one GitHub source and the admin token.
 fn setup(plugins: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().expect("tmp");
-    std::fs::create_dir_all(plugins_dir(dir.path())).expect("plugins dir");
-    for (krate, name) in plugins {
-        install(dir.path(), krate, name);
-    }
-    let toml = format!(
-        r#"
-[server]
-data_dir = "{{data}}"
-plugins_dir = "{}"
-admin_token = "{TOKEN}"
-
-[[source]]
-name = "github"
-scheme = "github"
-secrets = ["{SECRET}"]
-"#,
-        plugins_dir(dir.path()).display()
-    );
-    let config = write_config(dir.path(), &toml);
-    (dir, config)
-}
-
-fn plugins_dir(dir: &Path) -> PathBuf {
-    dir.join("plugins")
-}
-
-/// Copy the component built from `krate` into the folder as `name.wasm`.
-fn install(dir: &Path, krate: &str, name: &str) {
-    std::fs::copy(
-        hookhost_tests::wasm_path(krate),
-        plugins_dir(dir).join(format!("{name}.wasm")),
+    plugin_setup(
+        plugins,
+        &format!("admin_token = \"{TOKEN}\""),
+        &format!("[[source]]\nname = \"github\"\nscheme = \"github\"\nsecrets = [\"{SECRET}\"]"),
     )
-    .expect("copy plugin");
 }
 
 fn sha256_hex(path: &Path) -> String {
@@ -100,18 +71,7 @@ impl Api {
 
     /// Poll `GET path` until `done` holds; the last answer.
     async fn wait_until(&self, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + SETTLE;
-        loop {
-            let v = self.get(path).await;
-            if done(&v) {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "waited {SETTLE:?} for {what}; last {path}: {v:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        poll_until(&format!("{what} (GET {path})"), || self.get(path), done).await
     }
 
     /// Wait until nothing is queued or running and `delivered` reached `n`.
@@ -421,7 +381,7 @@ async fn a_broken_reload_keeps_the_old_version_serving() {
     api.wait_delivered(1).await;
 
     // A good file again: a clean reload clears the error.
-    install(dir.path(), "noop", "echo");
+    install_plugin(dir.path(), "noop", "echo");
     let (status, body) = api.post("/admin/plugins/echo/reload", "").await;
     assert_eq!(status, 200, "{body:#}");
     assert_ne!(body["sha256"], sha.as_str());
@@ -443,7 +403,7 @@ async fn a_broken_reload_keeps_the_old_version_serving() {
         assert_eq!(status, 404, "{bad}");
     }
     // A new file: reload loads it.
-    install(dir.path(), "echo", "late");
+    install_plugin(dir.path(), "echo", "late");
     let (status, body) = api.post("/admin/plugins/late/reload", "").await;
     assert_eq!(status, 200, "{body:#}");
     assert_eq!(body["state"], "active");

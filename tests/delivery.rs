@@ -6,56 +6,25 @@
 //! plugin subscribes, a shutdown that lets running calls finish, and a
 //! SIGKILL in the middle of a burst. Backoffs are tens of milliseconds.
 
-use hookhost_tests::server::{github_headers, write_config, HttpClient, TestServer};
+use hookhost_tests::server::{
+    github_headers, install_plugin, plugin_setup, plugins_dir, poll_until, HttpClient, TestServer,
+};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "delivery-test-secret";
 
-/// Longest any test waits for deliveries to settle.
-const SETTLE: Duration = Duration::from_secs(60);
-
 /// A data dir and plugins folder with `plugins` (crate name, plugin name)
 /// copied in, and a config with one GitHub source plus `extra`.
 fn setup(plugins: &[(&str, &str)], extra: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().expect("tmp");
-    let folder = plugins_dir(dir.path());
-    std::fs::create_dir_all(&folder).expect("plugins dir");
-    for (krate, name) in plugins {
-        install(dir.path(), krate, name);
-    }
-    let toml = format!(
-        r#"
-[server]
-data_dir = "{{data}}"
-plugins_dir = "{}"
-
-[[source]]
-name = "github"
-scheme = "github"
-secrets = ["{SECRET}"]
-{extra}
-"#,
-        folder.display()
+    let source = format!(
+        "[[source]]\nname = \"github\"\nscheme = \"github\"\nsecrets = [\"{SECRET}\"]\n{extra}"
     );
-    let config = write_config(dir.path(), &toml);
-    (dir, config)
-}
-
-fn plugins_dir(dir: &Path) -> PathBuf {
-    dir.join("plugins")
-}
-
-/// Copy the component built from `krate` into the folder as `name.wasm`
-/// (written beside it and renamed, as an operator's deploy would).
-fn install(dir: &Path, krate: &str, name: &str) {
-    let tmp = plugins_dir(dir).join(format!(".{name}.tmp"));
-    std::fs::copy(hookhost_tests::wasm_path(krate), &tmp).expect("copy plugin");
-    std::fs::rename(&tmp, plugins_dir(dir).join(format!("{name}.wasm"))).expect("rename");
+    plugin_setup(plugins, "", &source)
 }
 
 /// Send a signed GitHub event; its hookhost event id.
@@ -94,7 +63,7 @@ async fn post(c: &HttpClient, admin: SocketAddr, path: &str, body: &str) -> (u16
     (a.status, json)
 }
 
-/// Poll `GET path` until `done` holds (at most [`SETTLE`]); the last answer.
+/// Poll `GET path` until `done` holds; the last answer.
 async fn wait_until(
     c: &HttpClient,
     admin: SocketAddr,
@@ -102,18 +71,12 @@ async fn wait_until(
     what: &str,
     done: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let v = get(c, admin, path).await;
-        if done(&v) {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "waited {SETTLE:?} for {what}; last {path}: {v:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    poll_until(
+        &format!("{what} (GET {path})"),
+        || get(c, admin, path),
+        done,
+    )
+    .await
 }
 
 /// Wait until nothing is queued or running and `delivered` reached `n`.
@@ -311,7 +274,7 @@ async fn a_dead_letter_replayed_after_the_plugin_is_fixed_succeeds_on_the_new_ve
     let old_sha = get(&c, server.admin, "/admin/plugins/billing").await["sha256"].clone();
 
     // The fix: a working build under the same name, then a reload.
-    install(dir.path(), "echo", "billing");
+    install_plugin(dir.path(), "echo", "billing");
     let (status, plugin) = post(&c, server.admin, "/admin/plugins/billing/reload", "").await;
     assert_eq!(status, 200, "{plugin:#}");
     assert_ne!(plugin["sha256"], old_sha, "the new version is active");
@@ -542,7 +505,7 @@ async fn an_unrouted_event_is_delivered_after_replay_once_a_plugin_subscribes() 
     let listed = get(&c, server.admin, "/admin/events?status=unrouted").await;
     assert!(listed.to_string().contains(&id), "{listed:#}");
 
-    install(dir.path(), "echo", "late");
+    install_plugin(dir.path(), "echo", "late");
     let (status, _) = post(&c, server.admin, "/admin/plugins/late/reload", "").await;
     assert_eq!(status, 200);
     let (status, body) = post(&c, server.admin, &format!("/admin/events/{id}/replay"), "").await;

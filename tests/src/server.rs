@@ -35,6 +35,69 @@ pub fn write_config(dir: &Path, toml: &str) -> PathBuf {
     path
 }
 
+/// Longest a test polls for something to happen (deliveries to settle).
+pub const SETTLE: Duration = Duration::from_secs(60);
+
+/// Call `probe` every 20 ms until `done` holds for its answer, at most
+/// [`SETTLE`] (then fail, naming `what` and the last answer); the answer.
+pub async fn poll_until<F, Fut>(
+    what: &str,
+    mut probe: F,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = serde_json::Value>,
+{
+    let deadline = std::time::Instant::now() + SETTLE;
+    loop {
+        let v = probe().await;
+        if done(&v) {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited {SETTLE:?} for {what}; last answer: {v:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The plugins folder of a test directory: `DIR/plugins`.
+pub fn plugins_dir(dir: &Path) -> PathBuf {
+    dir.join("plugins")
+}
+
+/// Copy the component built from `krate` into `DIR/plugins` as
+/// `NAME.wasm`, written beside it and renamed, as an operator's deploy
+/// would.
+pub fn install_plugin(dir: &Path, krate: &str, name: &str) {
+    let tmp = plugins_dir(dir).join(format!(".{name}.tmp"));
+    std::fs::copy(crate::wasm_path(krate), &tmp).expect("copy plugin");
+    std::fs::rename(&tmp, plugins_dir(dir).join(format!("{name}.wasm"))).expect("rename");
+}
+
+/// A test directory with a plugins folder holding `plugins` (crate name,
+/// plugin name) and a config file: `[server]` with the data and plugins
+/// folders plus `server_keys`, then `rest` (sources, plugin tables).
+pub fn plugin_setup(
+    plugins: &[(&str, &str)],
+    server_keys: &str,
+    rest: &str,
+) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir_all(plugins_dir(dir.path())).expect("plugins dir");
+    for (krate, name) in plugins {
+        install_plugin(dir.path(), krate, name);
+    }
+    let toml = format!(
+        "[server]\ndata_dir = \"{{data}}\"\nplugins_dir = \"{}\"\n{server_keys}\n\n{rest}\n",
+        plugins_dir(dir.path()).display()
+    );
+    let config = write_config(dir.path(), &toml);
+    (dir, config)
+}
+
 impl TestServer {
     /// Load the config file, serve on two free loopback ports, and wait
     /// until ready.
