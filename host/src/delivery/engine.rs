@@ -167,7 +167,10 @@ impl Engine {
         for (key, p) in recovered {
             sched.push(job(key, p), now);
         }
-        let delivered = records.count_done()?;
+        let delivered = match records.take_saved_delivered()? {
+            Some(n) => n,
+            None => records.count_done()?,
+        };
         let dead = records.count_dead() as u64;
         tracing::info!(
             pending = count,
@@ -456,6 +459,10 @@ impl Engine {
                 in_flight = self.inner.lock_sched().running(),
                 "deliveries still running at the end of the grace period; they run again at next start"
             ),
+        }
+        let delivered = self.inner.delivered.load(Ordering::Relaxed);
+        if let Err(e) = self.inner.records.save_delivered(delivered) {
+            tracing::error!(error = %e, "saving the delivered total failed; the next start counts again");
         }
     }
 }

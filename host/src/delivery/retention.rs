@@ -152,5 +152,10 @@ mod tests {
             purge(&store, &records, 1000, &CancellationToken::new()).expect("again"),
             Purged { events: 0, held: 2 }
         );
+        // A clean stop saves the total; the next start takes it, and a
+        // crash after that start finds none and counts again.
+        records.save_delivered(7).expect("save");
+        assert_eq!(records.take_saved_delivered().expect("take"), Some(7));
+        assert_eq!(records.take_saved_delivered().expect("take"), None);
     }
 }
