@@ -13,6 +13,7 @@ use super::retention;
 use super::retry::{self, Decision, SplitMix64};
 use super::routing::Routes;
 use super::scheduler::{Job, LaneStats, Lease, Policy, Scheduler};
+use super::threads::{self, DeliveryThreads};
 use crate::clock::now_ms;
 use crate::config::Priority;
 use crate::delivery::breaker::BreakerConfig;
@@ -60,6 +61,8 @@ struct Inner {
     dead_letters: AtomicU64,
     counters: Mutex<HashMap<Arc<str>, PluginCounters>>,
     stop_leasing: CancellationToken,
+    /// Where the dispatcher and the calls run (below ingest's priority).
+    threads: Mutex<DeliveryThreads>,
 }
 
 /// Per-plugin counts since start, and recent attempts.
@@ -114,6 +117,17 @@ pub struct PluginStats {
     pub breaker: &'static str,
 }
 
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The delivery records could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The delivery threads could not be started.
+    #[error("starting the delivery threads: {0}")]
+    Threads(std::io::Error),
+}
+
 /// One page of dead letters.
 #[derive(Debug, Clone)]
 pub struct DeadLetterPage {
@@ -149,7 +163,7 @@ impl Engine {
         workers: usize,
         retention: Duration,
         shutdown: CancellationToken,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<Self, StartError> {
         let records = Records::open(store.db())?;
         let unavailable = Policy {
             priority: Priority::Normal,
@@ -180,6 +194,11 @@ impl Engine {
         );
         let worker_count =
             u32::try_from(workers.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = DeliveryThreads::start(cores, threads::NICE).map_err(StartError::Threads)?;
+        let handle = threads
+            .handle()
+            .ok_or_else(|| StartError::Threads(std::io::Error::other("stopped at start")))?;
         let engine = Self {
             inner: Arc::new(Inner {
                 records,
@@ -194,9 +213,10 @@ impl Engine {
                 dead_letters: AtomicU64::new(dead),
                 counters: Mutex::default(),
                 stop_leasing: shutdown,
+                threads: Mutex::new(threads),
             }),
         };
-        tokio::spawn(dispatch(Arc::clone(&engine.inner)));
+        handle.spawn(dispatch(Arc::clone(&engine.inner)));
         tokio::spawn(follow_registry(Arc::clone(&engine.inner)));
         tokio::spawn(retain(Arc::clone(&engine.inner), retention));
         Ok(engine)
@@ -460,6 +480,11 @@ impl Engine {
                 "deliveries still running at the end of the grace period; they run again at next start"
             ),
         }
+        self.inner
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .stop();
         let delivered = self.inner.delivered.load(Ordering::Relaxed);
         if let Err(e) = self.inner.records.save_delivered(delivered) {
             tracing::error!(error = %e, "saving the delivered total failed; the next start counts again");

@@ -24,8 +24,8 @@
 //!
 //! Modules: [`routing`] (subscriptions and order keys), [`records`] (the
 //! sled trees), [`scheduler`] (the in-memory queue), [`engine`] (the
-//! dispatcher, workers and replays), [`retry`], [`breaker`] and
-//! [`retention`].
+//! dispatcher, workers and replays), [`threads`] (the lower-priority
+//! runtime they run on), [`retry`], [`breaker`] and [`retention`].
 //!
 //! This module must not verify or store webhooks (that is ingest and the
 //! pipeline) and must not know how a plugin is instantiated (that is the
@@ -38,6 +38,7 @@ pub mod retention;
 pub mod retry;
 pub mod routing;
 pub mod scheduler;
+pub mod threads;
 
 pub use engine::{DeadLetterFilter, Engine, Stats};
 pub use records::DeliveryKey;
