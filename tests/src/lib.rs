@@ -57,9 +57,20 @@ impl Default for Harness {
     }
 }
 
-/// A runtime whose sled database and cache live in `dir`.
+/// A runtime whose sled database and cache live in `dir`. A database just
+/// dropped (a restart in the same test) can stay locked for a moment while
+/// sled's I/O threads finish writing: opening is retried for up to 5 s.
 pub fn runtime_in(dir: &std::path::Path, limits: KvLimits) -> Runtime {
-    let db = hookhost::store::open_db(&dir.join("db")).expect("sled");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let db = loop {
+        match hookhost::store::open_db(&dir.join("db")) {
+            Ok(db) => break db,
+            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("sled: {e}"),
+        }
+    };
     Runtime::new(RuntimeConfig::new(dir), KvStore::new(db, limits)).expect("runtime")
 }
 
