@@ -211,6 +211,11 @@ pub struct ServerConfig {
     /// take from the host as a whole, where each plugin's `concurrency`
     /// only bounds that plugin.
     pub workers: usize,
+    /// Size of one ingest journal segment, in MiB (1 to 1024). The journal
+    /// is released a whole segment at a time once sled holds its events,
+    /// so this bounds the disk the journal takes and what a restart
+    /// replays.
+    pub journal_segment_mb: u64,
     /// Days completed and unrouted events, and their dedupe entries, are
     /// kept (1 to 3650): it bounds the store's growth and is also the dedupe
     /// window, so a provider's redelivery older than this is a new event.
@@ -699,6 +704,7 @@ struct ServerLayer {
     shutdown_grace_ms: Option<u64>,
     workers: Option<usize>,
     retention_days: Option<u64>,
+    journal_segment_mb: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -842,6 +848,13 @@ fn resolve_server(raw: ServerLayer, env: &[(String, String)]) -> Result<ServerCo
         1,
         Some(MAX_RETENTION_DAYS),
     )?;
+    let journal_segment_mb = required(raw.journal_segment_mb, "server.journal_segment_mb")?;
+    within(
+        "server.journal_segment_mb",
+        journal_segment_mb,
+        1,
+        Some(1024),
+    )?;
     Ok(ServerConfig {
         listen,
         admin_listen,
@@ -854,6 +867,7 @@ fn resolve_server(raw: ServerLayer, env: &[(String, String)]) -> Result<ServerCo
         shutdown_grace_ms: required(raw.shutdown_grace_ms, "server.shutdown_grace_ms")?,
         workers,
         retention_days,
+        journal_segment_mb,
         header_read_timeout: HEADER_READ_TIMEOUT,
         body_read_timeout: BODY_READ_TIMEOUT,
     })
@@ -1827,6 +1841,7 @@ secrets = { api_key = "env:BILLING_API_KEY" }
             "shutdown_grace_ms",
             "workers",
             "retention_days",
+            "journal_segment_mb",
             "name",
             "scheme",
             "secrets",

@@ -101,6 +101,7 @@ pub async fn run(
     let registry = Registry::new(runtime, Arc::clone(&config));
     let journal_config = JournalConfig {
         sync: config.server.sync,
+        segment_bytes: config.server.journal_segment_mb << 20,
         ..JournalConfig::new(data.join("journal"))
     };
 
