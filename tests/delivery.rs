@@ -572,7 +572,23 @@ fn delivery_child_server() {
 #[tokio::test]
 async fn kill_9_during_a_burst_every_acknowledged_event_is_handled_at_least_once() {
     const EVENTS: u32 = 10_000;
-    let (dir, config) = setup(&[("id-counter", "ids")], "[plugin.ids]\nconcurrency = 32");
+    // Few enough that the burst outlasts the first journal releases, so
+    // the kill lands mid-burst after the applier has persisted queued
+    // deliveries and released the journal at least once.
+    const SENDERS: usize = 4;
+    // Few workers for the plugin, so deliveries fall behind the burst and
+    // are still queued when the applier persists them and releases the
+    // journal (every second): the kill then finds deliveries in every
+    // state (queued with and without a pending entry, running, done).
+    let (dir, config) = hookhost_tests::server::plugin_setup(
+        &[("id-counter", "ids")],
+        // 1 MiB journal segments (~850 events): segments fill and are
+        // released during the burst, so the kill finds released ones.
+        "journal_segment_mb = 1",
+        &format!(
+            "[[source]]\nname = \"github\"\nscheme = \"github\"\nsecrets = [\"{SECRET}\"]\n[plugin.ids]\nconcurrency = 2\nconfig = {{ sleep_ms = \"1\" }}"
+        ),
+    );
     let mut child =
         hookhost_tests::server::spawn_child("delivery_child_server", &config, dir.path()).await;
     let c = HttpClient::new();
@@ -582,7 +598,7 @@ async fn kill_9_during_a_burst_every_acknowledged_event_is_handled_at_least_once
                  acked: Arc<Mutex<HashMap<u32, String>>>,
                  next: Arc<std::sync::atomic::AtomicU32>| {
         let mut senders = Vec::new();
-        for _ in 0..64 {
+        for _ in 0..SENDERS {
             let (c, acked, next) = (c.clone(), acked.clone(), next.clone());
             senders.push(tokio::spawn(async move {
                 loop {
@@ -608,7 +624,10 @@ async fn kill_9_during_a_burst_every_acknowledged_event_is_handled_at_least_once
     };
     let senders = burst(child.ingest, acked.clone(), next.clone());
     let deadline = Instant::now() + Duration::from_secs(120);
-    while acked.lock().expect("lock").len() < 3000 {
+    let started = Instant::now();
+    while acked.lock().expect("lock").len() < 3000
+        || started.elapsed() < Duration::from_millis(1500)
+    {
         assert!(Instant::now() < deadline, "the burst stalled");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -98,6 +98,13 @@ pub trait OnApplied: Send + Sync {
     /// `replayed`: the events come from the journal at start and may have
     /// been applied (and routed) before a crash.
     fn applied(&self, records: &[Record], replayed: bool) -> Result<(), StoreError>;
+
+    /// Sled is about to be synced so the journal can be released through
+    /// `through`: make durable in sled whatever the journal must stop
+    /// covering, and say how far it may be released (at most `through`).
+    fn releasable(&self, through: u64) -> u64 {
+        through
+    }
 }
 
 /// Nothing happens after applying: for tests of ingest alone.
@@ -476,7 +483,12 @@ impl Applier {
     /// Sync sled, then let the journal delete what sled now holds (with
     /// nothing new to release, sync only what else was written).
     fn release(&mut self) {
-        if self.watermark == self.released || self.keep_journal {
+        let through = if self.keep_journal {
+            self.released
+        } else {
+            self.inner.on_applied.releasable(self.watermark)
+        };
+        if through <= self.released {
             if let Err(e) = self.inner.store.sync_if_written() {
                 tracing::error!(error = %e, "syncing sled failed");
             }
@@ -486,8 +498,8 @@ impl Applier {
             tracing::error!(error = %e, "syncing sled failed; keeping the journal");
             return;
         }
-        if self.inner.journal.release_through(self.watermark).is_ok() {
-            self.released = self.watermark;
+        if self.inner.journal.release_through(through).is_ok() {
+            self.released = through;
         }
     }
 }

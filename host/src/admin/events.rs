@@ -10,7 +10,8 @@ use super::{
     bad_request, not_found, page_limit, param, query, store_failed, text_or_base64, Admin, MAX_SCAN,
 };
 use crate::api::ApiError;
-use crate::delivery::records::{self, Attempt, DeliveryKey, DeliveryView, Records};
+use crate::delivery::records::{self, Attempt, DeliveryKey, DeliveryView};
+use crate::delivery::Engine;
 use crate::event::{event_id, parse_event_id, StoredEvent};
 use crate::store::StoreError;
 use axum::extract::rejection::QueryRejection;
@@ -65,8 +66,8 @@ impl Status {
     }
 }
 
-fn status_of(records: &Records, seq: u64) -> Result<Status, StoreError> {
-    Ok(Status::of(&records.of_event(seq)?))
+fn status_of(engine: &Engine, seq: u64) -> Result<Status, StoreError> {
+    Ok(Status::of(&engine.deliveries_of(seq)?))
 }
 
 /// A delivery's state: `pending` while it waits (or runs), else its
@@ -129,7 +130,7 @@ pub(super) async fn list(
     };
     let (source, kind) = (param(q.source), param(q.kind));
     let engine = admin.engine()?;
-    let (store, records) = (engine.store(), engine.records());
+    let store = engine.store();
 
     let mut out = Vec::new();
     let mut scanned = 0;
@@ -146,7 +147,7 @@ pub(super) async fn list(
             {
                 continue;
             }
-            let st = status_of(records, seq).map_err(store_failed)?;
+            let st = status_of(engine, seq).map_err(store_failed)?;
             if status.is_some_and(|want| want != st) {
                 continue;
             }
@@ -195,7 +196,7 @@ pub(super) async fn one(
         .get(seq)
         .map_err(store_failed)?
         .ok_or_else(|| unknown(&id))?;
-    let deliveries = engine.records().of_event(seq).map_err(store_failed)?;
+    let deliveries = engine.deliveries_of(seq).map_err(store_failed)?;
     let status = Status::of(&deliveries);
     let mut v = summary(seq, &event, status);
     let (body, body_encoding) = text_or_base64(&event.body);

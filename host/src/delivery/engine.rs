@@ -8,7 +8,9 @@
 //! delivery runs in its own task under a worker permit; the global pool
 //! (`[server] workers`) and each plugin's `concurrency` bound how many run.
 
-use super::records::{Attempt, DeadLetter, DeliveryKey, Next, Pending, Records, Scan};
+use super::records::{
+    Attempt, DeadLetter, DeliveryKey, DeliveryView, Next, Pending, Records, Scan,
+};
 use super::retention;
 use super::retry::{self, Decision, SplitMix64};
 use super::routing::Routes;
@@ -179,7 +181,7 @@ impl Engine {
         }
         let count = recovered.len();
         for (key, p) in recovered {
-            sched.push(job(key, p), now);
+            sched.push(job(key, p, true), now);
         }
         let delivered = match records.take_saved_delivered()? {
             Some(n) => n,
@@ -256,7 +258,7 @@ impl Engine {
         seq: u64,
         event: &StoredEvent,
         replayed: bool,
-    ) -> Result<Vec<(DeliveryKey, Pending)>, StoreError> {
+    ) -> Result<Vec<(DeliveryKey, Pending, bool)>, StoreError> {
         let targets = routes.targets(&event.source, &event.kind, &event.body);
         self.inner.records.route(
             seq,
@@ -265,15 +267,16 @@ impl Engine {
         )
     }
 
-    fn enqueue(&self, created: Vec<(DeliveryKey, Pending)>) {
+    /// Queue deliveries: (key, entry, whether sled holds the entry).
+    fn enqueue(&self, created: Vec<(DeliveryKey, Pending, bool)>) {
         if created.is_empty() {
             return;
         }
         let now = now_ms();
         {
             let mut sched = self.inner.lock_sched();
-            for (key, p) in created {
-                sched.push(job(key, p), now);
+            for (key, p, persisted) in created {
+                sched.push(job(key, p, persisted), now);
             }
         }
         self.inner.wake.notify_one();
@@ -291,15 +294,20 @@ impl Engine {
         let now = now_ms();
         let mut created = Vec::new();
         let mut plugins = Vec::new();
+        let held = self.inner.lock_sched().held_of(seq);
         for t in targets {
             let key = DeliveryKey::new(seq, Arc::clone(&t.plugin));
             plugins.push(t.plugin.to_string());
+            if held.iter().any(|(p, _)| *p == t.plugin) {
+                // Queued or running: it runs anyway.
+                continue;
+            }
             let (pending, was_dead) = self.inner.records.restart(&key, t.order_key, now)?;
             if was_dead {
                 self.inner.dead_letters.fetch_sub(1, Ordering::Relaxed);
             }
             if let Some(p) = pending {
-                created.push((key, p));
+                created.push((key, p, true));
             }
         }
         self.enqueue(created);
@@ -318,7 +326,7 @@ impl Engine {
             self.inner.dead_letters.fetch_sub(1, Ordering::Relaxed);
         }
         if let Some(p) = pending {
-            self.enqueue(vec![(key.clone(), p)]);
+            self.enqueue(vec![(key.clone(), p, true)]);
         }
         Ok(was_dead)
     }
@@ -463,6 +471,30 @@ impl Engine {
         }
     }
 
+    /// Every delivery of one event: its records, plus deliveries the queue
+    /// holds that sled has no entry for yet (a first attempt routed moments
+    /// ago).
+    pub fn deliveries_of(&self, seq: u64) -> Result<Vec<DeliveryView>, StoreError> {
+        let mut out = self.inner.records.of_event(seq)?;
+        let held = self.inner.lock_sched().held_of(seq);
+        for (plugin, round) in held {
+            if !out.iter().any(|d| d.plugin == plugin) {
+                out.push(DeliveryView {
+                    plugin,
+                    head: None,
+                    pending: Some(Pending {
+                        attempt: 1,
+                        due_ms: 0,
+                        round,
+                        order_key: None,
+                    }),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.plugin.cmp(&b.plugin));
+        Ok(out)
+    }
+
     /// One plugin's queue counts (for the admin API's plugin objects).
     pub fn lane(&self, plugin: &str) -> Option<LaneStats> {
         self.inner.lock_sched().lane_stats(plugin)
@@ -496,15 +528,47 @@ impl OnApplied for Engine {
     fn applied(&self, records: &[Record], replayed: bool) -> Result<(), StoreError> {
         self.route(records, replayed)
     }
+
+    /// Persist the queued deliveries of events up to `through` that have
+    /// no `pending` entry yet, under the queue's lock (so none is leased
+    /// half-written), and hold the release before the oldest event with a
+    /// running delivery that has none: the journal is what recreates those
+    /// after a crash.
+    fn releasable(&self, through: u64) -> u64 {
+        let mut sched = self.inner.lock_sched();
+        let mut bound = through;
+        let mut written = Vec::new();
+        for j in sched.unpersisted_through(through) {
+            let p = Pending {
+                attempt: j.attempt,
+                due_ms: j.due_ms,
+                round: j.round,
+                order_key: j.order_key.clone(),
+            };
+            match self.inner.records.persist(&j.key, &p) {
+                Ok(()) => written.push(j.key),
+                Err(e) => {
+                    tracing::error!(error = %e, "persisting a queued delivery failed; the journal keeps its event");
+                    bound = bound.min(j.key.seq.saturating_sub(1));
+                }
+            }
+        }
+        sched.mark_persisted(&written);
+        if let Some(seq) = sched.oldest_running_unpersisted() {
+            bound = bound.min(seq.saturating_sub(1));
+        }
+        bound
+    }
 }
 
-fn job(key: DeliveryKey, p: Pending) -> Job {
+fn job(key: DeliveryKey, p: Pending, persisted: bool) -> Job {
     Job {
         key,
         attempt: p.attempt,
         round: p.round,
         due_ms: p.due_ms,
         order_key: p.order_key,
+        persisted,
     }
 }
 
@@ -774,7 +838,10 @@ async fn run(inner: &Inner, lease: Lease) {
         round: job.round,
         order_key: job.order_key.clone(),
     };
-    if let Err(e) = inner.records.record(&key, &pending, attempt, next, now) {
+    if let Err(e) = inner
+        .records
+        .record(&key, &pending, job.persisted, attempt, next, now)
+    {
         // Still pending in sled: it runs again; the attempt is not counted.
         tracing::error!(error = %e, "recording the attempt failed; the delivery runs again");
         inner

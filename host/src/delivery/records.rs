@@ -277,29 +277,30 @@ impl Records {
         })
     }
 
-    /// Create the deliveries of a newly stored event (`targets` may be
-    /// empty: the event is then unrouted). With `replayed`, the event may
-    /// have been routed before a crash: deliveries that already exist are
-    /// left alone, and only missing ones are created. Returns what was
-    /// created.
+    /// Route a newly stored event: the deliveries to create, each with
+    /// whether sled already holds its `pending` entry. A new delivery's
+    /// entry is not written here: the journal holds the event until the
+    /// applier persists what is still queued ([`Records::persist`]) or the
+    /// delivery is recorded, so a first attempt that succeeds costs no
+    /// `pending` write. `targets` may be empty: the event is then marked
+    /// unrouted. With `replayed`, the event may have been routed before a
+    /// crash: a delivery already recorded is left alone, and a waiting
+    /// entry is handed back (the queue ignores one it holds).
     pub fn route(
         &self,
         seq: u64,
         targets: impl IntoIterator<Item = (Arc<str>, Option<String>)>,
         replayed: bool,
-    ) -> Result<Vec<(DeliveryKey, Pending)>, StoreError> {
+    ) -> Result<Vec<(DeliveryKey, Pending, bool)>, StoreError> {
         let mut created = Vec::new();
         let mut any = false;
         for (plugin, order_key) in targets {
             any = true;
             let key = DeliveryKey::new(seq, plugin);
-            let k = key.encode();
             if replayed {
-                // Already routed before a crash or a failed try: hand back
-                // a waiting entry again (the queue ignores one it holds),
-                // leave a finished one alone.
+                let k = key.encode();
                 if let Some(v) = self.pending.get(&k)? {
-                    created.push((key, decode(&v)?));
+                    created.push((key, decode(&v)?, true));
                     continue;
                 }
                 if self.deliveries.contains_key(&k)? {
@@ -312,14 +313,19 @@ impl Records {
                 round: 0,
                 order_key,
             };
-            self.pending.insert(k, encode(&p))?;
-            created.push((key, p));
+            created.push((key, p, false));
         }
         let routed_before = replayed && self.has_any(seq)?;
         if !any && !routed_before {
             self.unrouted.insert(seq.to_be_bytes(), &[])?;
         }
         Ok(created)
+    }
+
+    /// Write the `pending` entry of a queued delivery routed without one.
+    pub fn persist(&self, key: &DeliveryKey, pending: &Pending) -> Result<(), StoreError> {
+        self.pending.insert(key.encode(), encode(pending))?;
+        Ok(())
     }
 
     fn has_any(&self, seq: u64) -> Result<bool, StoreError> {
@@ -340,12 +346,13 @@ impl Records {
 
     /// Record one attempt and what comes next, in this order: the attempt
     /// and state in `deliveries`, the dead-letter index, then the pending
-    /// entry (updated for a retry, removed otherwise). Returns the pending
-    /// entry for a retry.
+    /// entry (written for a retry, removed otherwise when `persisted` says
+    /// there is one). Returns the pending entry for a retry.
     pub fn record(
         &self,
         key: &DeliveryKey,
         pending: &Pending,
+        persisted: bool,
         attempt: Attempt,
         next: Next,
         now_ms: u64,
@@ -397,11 +404,15 @@ impl Records {
             }
             Next::Dead(_) => {
                 self.dead.insert(k.as_slice(), &now_ms.to_be_bytes())?;
-                self.pending.remove(k)?;
+                if persisted {
+                    self.pending.remove(k)?;
+                }
                 Ok(None)
             }
             Next::Done => {
-                self.pending.remove(k)?;
+                if persisted {
+                    self.pending.remove(k)?;
+                }
                 Ok(None)
             }
         }

@@ -108,7 +108,7 @@ mod tests {
             _ => Outcome::Reject("no".into()),
         };
         let a = Attempt::new(0, 1, 1, "sha", report(outcome));
-        records.record(&key, &p, a, next, 1).expect("record");
+        records.record(&key, &p, false, a, next, 1).expect("record");
     }
 
     #[test]
@@ -127,7 +127,12 @@ mod tests {
             } else {
                 vec![(Arc::clone(&p), None)]
             };
-            records.route(seq, targets, false).expect("route");
+            for (key, p, _) in records.route(seq, targets, false).expect("route") {
+                // What the applier does for a delivery still queued.
+                if seq == 3 {
+                    records.persist(&key, &p).expect("persist");
+                }
+            }
         }
         finish(&records, 1, Next::Done);
         finish(&records, 4, Next::Dead(DeadLetterReason::Rejected));

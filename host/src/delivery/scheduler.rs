@@ -39,6 +39,10 @@ pub struct Job {
     pub due_ms: u64,
     /// Its per-key ordering value.
     pub order_key: Option<String>,
+    /// Whether sled holds its `pending` entry. A first attempt routed live
+    /// has none: the journal covers it until the applier persists it (see
+    /// [`Scheduler::unpersisted_through`]) or it finishes.
+    pub persisted: bool,
 }
 
 /// A job handed to a worker, with the breaker's permit for it.
@@ -148,7 +152,10 @@ pub struct Scheduler {
     /// Deliveries held (queued or running) and their replay round, so a
     /// job handed in twice (recovery and the journal's replay both finding
     /// it) is queued once.
-    known: HashMap<DeliveryKey, u32>,
+    known: BTreeMap<DeliveryKey, u32>,
+    /// Running jobs without a `pending` entry, by sequence: the journal
+    /// must not be released past the oldest.
+    running_unpersisted: BTreeMap<u64, usize>,
     /// Jobs handed in while the same delivery was still held (a replay
     /// landing as its last run finishes): queued once that one is done.
     again: HashMap<DeliveryKey, Job>,
@@ -165,7 +172,8 @@ impl Scheduler {
             turn: [None, None, None],
             default_policy,
             running: 0,
-            known: HashMap::new(),
+            known: BTreeMap::new(),
+            running_unpersisted: BTreeMap::new(),
             again: HashMap::new(),
         }
     }
@@ -273,6 +281,9 @@ impl Scheduler {
         let job = lane.ready.pop_front()?;
         lane.running += 1;
         self.running += 1;
+        if !job.persisted {
+            *self.running_unpersisted.entry(job.key.seq).or_default() += 1;
+        }
         self.turn[chosen] = Some(plugin);
         Some(Lease { job, permit })
     }
@@ -298,6 +309,7 @@ impl Scheduler {
     pub fn finish(&mut self, lease: Lease, outcome: &Outcome, retry_at: Option<u64>, now_ms: u64) {
         let Lease { mut job, permit } = lease;
         self.running = self.running.saturating_sub(1);
+        self.not_running(&job);
         if let Some(lane) = self.lanes.get_mut(&job.key.plugin) {
             lane.running = lane.running.saturating_sub(1);
             lane.breaker.on_outcome(permit, outcome, now_ms);
@@ -306,6 +318,8 @@ impl Scheduler {
             Some(due) => {
                 job.attempt = job.attempt.saturating_add(1);
                 job.due_ms = due;
+                // Recording the retry wrote its pending entry.
+                job.persisted = true;
                 self.enqueue(job, now_ms);
             }
             None => self.forget(&job, now_ms),
@@ -318,6 +332,7 @@ impl Scheduler {
     pub fn give_back(&mut self, lease: Lease, due_ms: u64, now_ms: u64) {
         self.running = self.running.saturating_sub(1);
         let Lease { mut job, permit } = lease;
+        self.not_running(&job);
         let Some(lane) = self.lanes.get_mut(&job.key.plugin) else {
             return;
         };
@@ -329,6 +344,70 @@ impl Scheduler {
             job.due_ms = due_ms;
             self.enqueue(job, now_ms);
         }
+    }
+
+    fn not_running(&mut self, job: &Job) {
+        if job.persisted {
+            return;
+        }
+        if let Some(n) = self.running_unpersisted.get_mut(&job.key.seq) {
+            *n -= 1;
+            if *n == 0 {
+                self.running_unpersisted.remove(&job.key.seq);
+            }
+        }
+    }
+
+    /// Queued (not running) jobs of events up to `through` that sled holds
+    /// no `pending` entry for: the applier writes them before the journal
+    /// is released past them, then calls [`Scheduler::mark_persisted`].
+    pub fn unpersisted_through(&self, through: u64) -> Vec<Job> {
+        let mut out = Vec::new();
+        let mut take = |j: &Job| {
+            if !j.persisted && j.key.seq <= through {
+                out.push(j.clone());
+            }
+        };
+        for lane in self.lanes.values() {
+            lane.ready.iter().for_each(&mut take);
+            lane.keys.values().flatten().for_each(&mut take);
+        }
+        self.timers.values().for_each(&mut take);
+        out
+    }
+
+    /// These queued jobs now have their `pending` entries.
+    pub fn mark_persisted(&mut self, keys: &[DeliveryKey]) {
+        if keys.is_empty() {
+            return;
+        }
+        let keys: std::collections::BTreeSet<&DeliveryKey> = keys.iter().collect();
+        let mut mark = |j: &mut Job| {
+            if keys.contains(&j.key) {
+                j.persisted = true;
+            }
+        };
+        for lane in self.lanes.values_mut() {
+            lane.ready.iter_mut().for_each(&mut mark);
+            lane.keys.values_mut().flatten().for_each(&mut mark);
+        }
+        self.timers.values_mut().for_each(&mut mark);
+    }
+
+    /// The oldest event with a running job that has no `pending` entry.
+    pub fn oldest_running_unpersisted(&self) -> Option<u64> {
+        self.running_unpersisted.keys().next().copied()
+    }
+
+    /// The deliveries of one event the queue holds (queued or running),
+    /// with their replay rounds.
+    pub fn held_of(&self, seq: u64) -> Vec<(Arc<str>, u32)> {
+        let from = DeliveryKey::new(seq, "");
+        self.known
+            .range(from..)
+            .take_while(|(k, _)| k.seq == seq)
+            .map(|(k, round)| (Arc::clone(&k.plugin), *round))
+            .collect()
     }
 
     /// A job is finished: let the next of its key go, or the same delivery
@@ -444,6 +523,7 @@ mod tests {
             round: 0,
             due_ms: 0,
             order_key: None,
+            persisted: true,
         }
     }
 
@@ -650,6 +730,36 @@ mod tests {
         assert!(s.lease(NOW).is_none(), "2 still waits behind its key");
         s.finish(again, &Outcome::Ok, None, NOW);
         assert_eq!(s.lease(NOW).map(|l| l.job.key.seq), Some(2));
+    }
+
+    #[test]
+    fn jobs_without_a_pending_entry_are_tracked_until_persisted_or_finished() {
+        let mut s = sched(&[("p", Priority::Normal, 1)]);
+        let fresh = |seq| Job {
+            persisted: false,
+            ..job(seq, "p")
+        };
+        s.push(fresh(1), NOW);
+        s.push(fresh(2), NOW);
+        s.push(fresh(9), NOW);
+        let running = s.lease(NOW).expect("1");
+        assert_eq!(s.oldest_running_unpersisted(), Some(1));
+        let queued: Vec<u64> = s.unpersisted_through(5).iter().map(|j| j.key.seq).collect();
+        assert_eq!(queued, vec![2], "queued, not running, and within the bound");
+        s.mark_persisted(&[DeliveryKey::new(2, "p")]);
+        assert!(s.unpersisted_through(5).is_empty());
+        s.finish(running, &Outcome::Ok, None, NOW);
+        assert_eq!(s.oldest_running_unpersisted(), None);
+        let two = s.lease(NOW).expect("2");
+        assert!(two.job.persisted);
+        assert_eq!(s.oldest_running_unpersisted(), None);
+        // A retry is recorded with its pending entry.
+        s.finish(two, &Outcome::Retry("x".into()), Some(NOW), NOW);
+        let nine = s.lease(NOW).expect("9");
+        assert_eq!(s.oldest_running_unpersisted(), Some(9));
+        s.give_back(nine, 0, NOW);
+        assert_eq!(s.oldest_running_unpersisted(), None);
+        assert_eq!(s.held_of(9).len(), 1);
     }
 
     #[test]
