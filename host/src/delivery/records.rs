@@ -1,13 +1,16 @@
 //! The delivery records in sled: what survives a crash.
 //!
-//! Four trees, all keyed by [`DeliveryKey`] (event sequence, big-endian,
+//! Five trees (with `delivery_meta`'s counters), all keyed by [`DeliveryKey`] (event sequence, big-endian,
 //! then plugin name) or by sequence alone, so one event's records sit
 //! together and sled's order is arrival order:
 //!
 //! - `pending`: deliveries not finished, with their next attempt number,
-//!   due time and order key ([`Pending`]). The queue is rebuilt from this
-//!   tree at start; a delivery that was running when the process died is
-//!   still here and runs again (at least once).
+//!   due time and order key ([`Pending`]): every retry, every replay, and
+//!   every first attempt still queued when the applier releases the
+//!   journal past its event (a first attempt that finishes before that
+//!   never gets one: the journal covers it). The queue is rebuilt from
+//!   this tree at start, and the journal's tail re-creates the rest; a
+//!   delivery that was running when the process died runs again.
 //! - `deliveries`: every delivery that has been attempted, with its state
 //!   and its attempts ([`Head`]), written once per attempt.
 //! - `dead`: dead letters (key to the time they died), for listing.
