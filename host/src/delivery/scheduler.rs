@@ -41,7 +41,8 @@ pub struct Job {
     pub order_key: Option<String>,
     /// Whether sled holds its `pending` entry. A first attempt routed live
     /// has none: the journal covers it until the applier persists it (see
-    /// [`Scheduler::unpersisted_through`]) or it finishes.
+    /// [`Scheduler::unpersisted_through`]) or it finishes. Set on a lease
+    /// from what the queue knows then.
     pub persisted: bool,
 }
 
@@ -156,6 +157,11 @@ pub struct Scheduler {
     /// Running jobs without a `pending` entry, by sequence: the journal
     /// must not be released past the oldest.
     running_unpersisted: BTreeMap<u64, usize>,
+    /// Queued (not running) jobs without a `pending` entry, in arrival
+    /// order: what the applier persists before releasing the journal. A
+    /// leased job is unpersisted exactly when it is taken from here, so
+    /// the flag on queued jobs is never searched for or updated in place.
+    unpersisted: BTreeMap<DeliveryKey, Job>,
     /// Jobs handed in while the same delivery was still held (a replay
     /// landing as its last run finishes): queued once that one is done.
     again: HashMap<DeliveryKey, Job>,
@@ -174,6 +180,7 @@ impl Scheduler {
             running: 0,
             known: BTreeMap::new(),
             running_unpersisted: BTreeMap::new(),
+            unpersisted: BTreeMap::new(),
             again: HashMap::new(),
         }
     }
@@ -207,6 +214,9 @@ impl Scheduler {
             None => {
                 self.known.insert(job.key.clone(), job.round);
             }
+        }
+        if !job.persisted {
+            self.unpersisted.insert(job.key.clone(), job.clone());
         }
         let default = self.default_policy;
         let lane = self
@@ -278,9 +288,10 @@ impl Scheduler {
         let Admission::Admitted(permit) = lane.breaker.admit(now_ms) else {
             return None;
         };
-        let job = lane.ready.pop_front()?;
+        let mut job = lane.ready.pop_front()?;
         lane.running += 1;
         self.running += 1;
+        job.persisted = self.unpersisted.remove(&job.key).is_none();
         if !job.persisted {
             *self.running_unpersisted.entry(job.key.seq).or_default() += 1;
         }
@@ -333,6 +344,9 @@ impl Scheduler {
         self.running = self.running.saturating_sub(1);
         let Lease { mut job, permit } = lease;
         self.not_running(&job);
+        if !job.persisted {
+            self.unpersisted.insert(job.key.clone(), job.clone());
+        }
         let Some(lane) = self.lanes.get_mut(&job.key.plugin) else {
             return;
         };
@@ -362,36 +376,18 @@ impl Scheduler {
     /// no `pending` entry for: the applier writes them before the journal
     /// is released past them, then calls [`Scheduler::mark_persisted`].
     pub fn unpersisted_through(&self, through: u64) -> Vec<Job> {
-        let mut out = Vec::new();
-        let mut take = |j: &Job| {
-            if !j.persisted && j.key.seq <= through {
-                out.push(j.clone());
-            }
-        };
-        for lane in self.lanes.values() {
-            lane.ready.iter().for_each(&mut take);
-            lane.keys.values().flatten().for_each(&mut take);
-        }
-        self.timers.values().for_each(&mut take);
-        out
+        self.unpersisted
+            .values()
+            .take_while(|j| j.key.seq <= through)
+            .cloned()
+            .collect()
     }
 
     /// These queued jobs now have their `pending` entries.
     pub fn mark_persisted(&mut self, keys: &[DeliveryKey]) {
-        if keys.is_empty() {
-            return;
+        for key in keys {
+            self.unpersisted.remove(key);
         }
-        let keys: std::collections::BTreeSet<&DeliveryKey> = keys.iter().collect();
-        let mut mark = |j: &mut Job| {
-            if keys.contains(&j.key) {
-                j.persisted = true;
-            }
-        };
-        for lane in self.lanes.values_mut() {
-            lane.ready.iter_mut().for_each(&mut mark);
-            lane.keys.values_mut().flatten().for_each(&mut mark);
-        }
-        self.timers.values_mut().for_each(&mut mark);
     }
 
     /// The oldest event with a running job that has no `pending` entry.
