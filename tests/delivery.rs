@@ -575,7 +575,7 @@ async fn kill_9_during_a_burst_every_acknowledged_event_is_handled_at_least_once
     // Few enough that the burst outlasts the first journal releases, so
     // the kill lands mid-burst after the applier has persisted queued
     // deliveries and released the journal at least once.
-    const SENDERS: usize = 4;
+    const SENDERS: usize = 2;
     // Few workers for the plugin, so deliveries fall behind the burst and
     // are still queued when the applier persists them and releases the
     // journal (every second): the kill then finds deliveries in every
