@@ -121,6 +121,11 @@ pub struct Slot {
     pub last_error: Option<LoadFailure>,
     /// When the active version was loaded.
     pub loaded_at_ms: Option<u64>,
+    /// Versions made active since the server started (the first load
+    /// included; a reload of the same bytes is not counted).
+    pub loads: u64,
+    /// Loads that failed since the server started.
+    pub load_failures: u64,
 }
 
 impl Slot {
@@ -178,6 +183,10 @@ struct Inner {
     runtime: Runtime,
     config: Arc<Config>,
     slots: RwLock<BTreeMap<Arc<str>, Slot>>,
+    /// One lock per name: two reloads of one plugin (the folder watcher
+    /// and the admin API) run one after the other, so an older file can
+    /// never finish last and win.
+    reloading: std::sync::Mutex<BTreeMap<Arc<str>, Arc<tokio::sync::Mutex<()>>>>,
     routes: RwLock<Arc<Routes>>,
     changed: watch::Sender<u64>,
 }
@@ -191,6 +200,7 @@ impl Registry {
                 runtime,
                 config,
                 slots: RwLock::default(),
+                reloading: Default::default(),
                 routes: RwLock::default(),
                 changed: watch::channel(0).0,
             }),
@@ -236,6 +246,15 @@ impl Registry {
     /// Load `NAME.wasm` again and make it the active version if it loads.
     /// If the file is gone, the plugin is marked removed.
     pub async fn reload(&self, name: &str) -> Result<Arc<Plugin>, ReloadError> {
+        let lock = Arc::clone(
+            self.inner
+                .reloading
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(Arc::from(name))
+                .or_default(),
+        );
+        let _one_at_a_time = lock.lock().await;
         let path = self.inner.dir.join(format!("{name}.wasm"));
         let wasm = match std::fs::read(&path) {
             Ok(bytes) => bytes,
@@ -255,6 +274,15 @@ impl Registry {
                 return Err(ReloadError::Read { path, source });
             }
         };
+        if let Some(same) = self.unchanged(name, &wasm) {
+            // The same bytes again (a touched file, a copy of the same
+            // build): nothing to compile; the file is back if it was gone.
+            self.update(name, |slot| {
+                slot.file_present = true;
+                slot.last_error = None;
+            });
+            return Ok(same);
+        }
         match self.inner.runtime.load(name, wasm).await {
             Ok(plugin) => {
                 let settings = Arc::new(RunSettings::from_config(
@@ -275,6 +303,7 @@ impl Registry {
                     slot.file_present = true;
                     slot.last_error = None;
                     slot.loaded_at_ms = Some(crate::clock::now_ms());
+                    slot.loads += 1;
                 });
                 Ok(plugin)
             }
@@ -289,11 +318,18 @@ impl Registry {
         tracing::error!(plugin = name, error = %message, "plugin failed to load; any previous version keeps serving");
         self.update(name, |slot| {
             slot.file_present = true;
+            slot.load_failures += 1;
             slot.last_error = Some(LoadFailure {
                 at_ms: crate::clock::now_ms(),
                 message,
             });
         });
+    }
+
+    /// The active version of `name` when `wasm` is exactly its bytes.
+    fn unchanged(&self, name: &str, wasm: &[u8]) -> Option<Arc<Plugin>> {
+        let active = self.read().get(name)?.active.clone()?;
+        (active.plugin.sha256 == crate::runtime::sha256_hex(wasm)).then_some(active.plugin)
     }
 
     /// Pause (`true`) or resume a plugin. Returns false for an unknown name.
@@ -371,6 +407,8 @@ impl Registry {
                 file_present: false,
                 last_error: None,
                 loaded_at_ms: None,
+                loads: 0,
+                load_failures: 0,
             });
             change(slot);
             let routes = Routes {
