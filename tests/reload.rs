@@ -1,7 +1,8 @@
 //! Hot reload and plugin uploads over real HTTP against the real server,
 //! with plugins built from `plugins/`: a plugin replaced in the folder
 //! while 5,000 events flow (none lost, every attempt names the version
-//! that ran it, both versions seen), broken uploads and broken files that
+//! that ran it, both versions seen), a call in flight that finishes on the
+//! version it started with, broken uploads and broken files that
 //! leave the old version serving, a slow write loaded once, and a plugin
 //! deleted and re-added whose waiting deliveries then run.
 //!
@@ -184,6 +185,38 @@ async fn a_plugin_replaced_while_5000_events_flow_loses_none_and_each_attempt_na
     let id = send(&c, ingest, "after").await;
     wait_delivered(&c, admin, EVENTS as u64 + 1).await;
     assert_eq!(delivery(&c, admin, &id).await, ("done".into(), vec![new]));
+}
+
+#[tokio::test]
+async fn a_call_in_flight_finishes_on_the_version_it_started_with() {
+    let (dir, config) = plugin_setup(
+        &[("id-counter", "slow")],
+        "",
+        &format!(
+            "[[source]]\nname = \"github\"\nscheme = \"github\"\nsecrets = [\"{SECRET}\"]\n\n[plugin.slow]\nconfig = {{ sleep_ms = \"800\" }}"
+        ),
+    );
+    let server = TestServer::start(&config).await;
+    let c = HttpClient::new();
+    let (admin, ingest) = (server.admin, server.ingest);
+    let old = sha256_hex(&wasm("id-counter"));
+    let new_bytes = variant(&wasm("id-counter"), "v2");
+    let new = sha256_hex(&new_bytes);
+
+    let first = send(&c, ingest, "in-flight").await;
+    wait_plugin(&c, admin, "slow", "a call running", |p| p["in_flight"] == 1).await;
+    deploy(dir.path(), "slow", &new_bytes);
+    wait_plugin(&c, admin, "slow", "the new version", |p| p["sha256"] == new).await;
+    let second = send(&c, ingest, "after-swap").await;
+    wait_delivered(&c, admin, 2).await;
+    assert_eq!(
+        delivery(&c, admin, &first).await,
+        ("done".into(), vec![old])
+    );
+    assert_eq!(
+        delivery(&c, admin, &second).await,
+        ("done".into(), vec![new])
+    );
 }
 
 #[tokio::test]
