@@ -138,6 +138,70 @@ pub mod bench {
             .unwrap_or_else(|| "unknown CPU".into())
     }
 
+    /// What else the machine was doing: the load averages from
+    /// /proc/loadavg and the other processes whose name is one of `names`
+    /// (for example `rustc`, `cargo`), counted, leaving out this process
+    /// and its ancestors (the `cargo bench` that started it); for the
+    /// benchmark's report, since the machine is shared with other people's
+    /// builds.
+    pub fn machine_load(names: &[&str]) -> String {
+        let load = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|| "?".into());
+        let mine = lineage();
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let pid = entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<u32>().ok());
+            if pid.is_none_or(|p| mine.contains(&p)) {
+                continue;
+            }
+            let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else {
+                continue;
+            };
+            let comm = comm.trim();
+            if names.contains(&comm) {
+                *seen.entry(comm.to_owned()).or_default() += 1;
+            }
+        }
+        let others = if seen.is_empty() {
+            format!("no {} running", names.join("/"))
+        } else {
+            let list: Vec<String> = seen.iter().map(|(n, c)| format!("{n} x{c}")).collect();
+            format!("running: {}", list.join(", "))
+        };
+        format!("load average {load}; {others}")
+    }
+
+    /// This process's pid and its ancestors', from /proc.
+    fn lineage() -> Vec<u32> {
+        let mut out = vec![std::process::id()];
+        // Bounded: a pid chain is short, and a /proc race must not loop.
+        for _ in 0..64 {
+            let Some(&pid) = out.last() else { break };
+            let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    // The parent pid is the second field after the command
+                    // name's closing parenthesis.
+                    s.rsplit_once(')')?
+                        .1
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse()
+                        .ok()
+                });
+            match parent {
+                Some(p) if p > 1 && !out.contains(&p) => out.push(p),
+                _ => break,
+            }
+        }
+        out
+    }
+
     // ---------------------------------------------------------- the server
 
     /// A hookhost server in a child process: the benchmark binary
@@ -571,6 +635,85 @@ pub mod bench {
                 (b1 - b0) as f64 / (t1 - t0) as f64 * cores() as f64
             }
             _ => f64::NAN,
+        }
+    }
+
+    // ------------------------------------------------------------- builds
+
+    /// `wasm` (a core module or a component) with one custom section
+    /// appended: a distinct, still valid build of the same code, with a
+    /// SHA-256 of its own, without recompiling the plugin. A custom section
+    /// (id 0, LEB128 size, LEB128-prefixed name, payload) may stand
+    /// anywhere among a component's or a module's sections and changes
+    /// nothing it does, but the host sees a new version and compiles it
+    /// anew (its artifact cache is keyed by the file's SHA-256), as it does
+    /// an operator's new build.
+    pub fn with_custom_section(wasm: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+        let mut content = leb128_u32(name.len());
+        content.extend_from_slice(name.as_bytes());
+        content.extend_from_slice(payload);
+        let mut out = Vec::with_capacity(wasm.len() + content.len() + 6);
+        out.extend_from_slice(wasm);
+        out.push(0);
+        out.extend(leb128_u32(content.len()));
+        out.extend(content);
+        out
+    }
+
+    /// `n` as unsigned LEB128, the way wasm writes sizes (at most 5 bytes:
+    /// wasm sizes are u32; a larger `n` is a caller's bug).
+    fn leb128_u32(n: usize) -> Vec<u8> {
+        let mut n = u32::try_from(n).expect("a wasm size fits in u32");
+        let mut out = Vec::with_capacity(5);
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return out;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn sizes_are_leb128() {
+            assert_eq!(leb128_u32(0), [0x00]);
+            assert_eq!(leb128_u32(127), [0x7f]);
+            assert_eq!(leb128_u32(128), [0x80, 0x01]);
+            assert_eq!(leb128_u32(300), [0xac, 0x02]);
+            assert_eq!(leb128_u32(624_485), [0xe5, 0x8e, 0x26]);
+            assert_eq!(
+                leb128_u32(u32::MAX as usize),
+                [0xff, 0xff, 0xff, 0xff, 0x0f]
+            );
+        }
+
+        /// The real runtime loads a variant: another version (SHA-256), the
+        /// same plugin (its `describe` answers as the original's).
+        #[tokio::test(flavor = "multi_thread")]
+        async fn a_variant_loads_as_a_new_version_of_the_same_plugin() {
+            let h = crate::Harness::new();
+            let original = h.load("echo").await;
+            // A payload longer than 127 bytes: a two-byte section size.
+            let payload = format!("reload 1 {}", "x".repeat(200));
+            let variant =
+                with_custom_section(&crate::wasm("echo"), "hookhost-bench", payload.as_bytes());
+            use sha2::Digest;
+            let digest = hex::encode(sha2::Sha256::digest(&variant));
+            let loaded = h
+                .runtime
+                .load("echo", variant)
+                .await
+                .unwrap_or_else(|e| panic!("the variant does not load: {e}"));
+            assert_eq!(loaded.sha256, digest, "the version is the file's SHA-256");
+            assert_ne!(loaded.sha256, original.sha256);
+            assert_eq!(loaded.info.declared_name, original.info.declared_name);
+            assert_eq!(loaded.info.subscriptions, original.info.subscriptions);
         }
     }
 }
