@@ -22,7 +22,8 @@
 //!   ends in a typed [`runtime::Outcome`]. [`kv`] holds the plugins'
 //!   key-value namespaces.
 //! - [`registry`]: the plugins folder: one slot per `NAME.wasm`, its
-//!   active version, the operator's settings for it, its last load error.
+//!   active version, the operator's settings for it, its last load error;
+//!   [`watcher`] reloads a plugin when its file changes (hot reload).
 //! - [`delivery`]: what happens to a stored event next: routing by
 //!   subscription in the applier, the delivery records in sled, the
 //!   in-memory scheduler (due times, concurrency, priority, breaker,
@@ -33,9 +34,6 @@
 //! - [`clock`]: wall-clock milliseconds, read only at the edges.
 //! - [`allocator`]: the process's memory allocator (mimalloc) and its
 //!   tuning.
-//!
-//! Hot reload (a folder watcher), plugin uploads, metrics and the rest of
-//! the CLI are the next modules.
 //!
 //! # Flow of one webhook
 //!
@@ -69,3 +67,4 @@ pub mod runtime;
 pub mod server;
 pub mod store;
 pub mod verify;
+pub mod watcher;

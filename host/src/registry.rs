@@ -207,6 +207,11 @@ impl Registry {
         }
     }
 
+    /// The plugins folder: the one source of versions.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
     /// The runtime plugins are loaded into.
     pub fn runtime(&self) -> &Runtime {
         &self.inner.runtime
@@ -255,7 +260,7 @@ impl Registry {
                 .or_default(),
         );
         let _one_at_a_time = lock.lock().await;
-        let path = self.inner.dir.join(format!("{name}.wasm"));
+        let path = self.file(name);
         let wasm = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -330,6 +335,60 @@ impl Registry {
     fn unchanged(&self, name: &str, wasm: &[u8]) -> Option<Arc<Plugin>> {
         let active = self.read().get(name)?.active.clone()?;
         (active.plugin.sha256 == crate::runtime::sha256_hex(wasm)).then_some(active.plugin)
+    }
+
+    /// Put `wasm` into the folder as `NAME.wasm` atomically: written to a
+    /// hidden temporary file (which the watcher ignores), synced, renamed
+    /// over the old file, and the folder synced. The watcher then loads it
+    /// like any file dropped there, so the folder stays the one source of
+    /// versions. Blocking.
+    pub fn write_file(&self, name: &str, wasm: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut file = tempfile::Builder::new()
+            .prefix(&format!(".{name}.wasm."))
+            .suffix(".upload")
+            .tempfile_in(&self.inner.dir)?;
+        file.write_all(wasm)?;
+        file.as_file().sync_all()?;
+        file.persist(self.file(name)).map_err(|e| e.error)?;
+        sync_dir(&self.inner.dir)
+    }
+
+    /// Remove `NAME.wasm` from the folder (the watcher then marks the
+    /// plugin removed; its deliveries wait). `Ok(false)` when it was not
+    /// there. Blocking.
+    pub fn remove_file(&self, name: &str) -> std::io::Result<bool> {
+        match std::fs::remove_file(self.file(name)) {
+            Ok(()) => sync_dir(&self.inner.dir).map(|()| true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Wait until `done` holds for `name`'s slot (`None`: no slot), or
+    /// until `timeout`. Returns whether it holds.
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        timeout: Duration,
+        done: impl Fn(Option<&Slot>) -> bool,
+    ) -> bool {
+        let mut changes = self.changes();
+        let check = |r: &Self| done(r.read().get(name));
+        tokio::time::timeout(timeout, async {
+            while !check(self) {
+                if changes.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await
+        .is_ok()
+            && check(self)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.inner.dir.join(format!("{name}.wasm"))
     }
 
     /// Pause (`true`) or resume a plugin. Returns false for an unknown name.
@@ -441,6 +500,11 @@ fn route_of(slot: &Slot) -> Option<Route> {
         patterns,
         order_key: active.settings.order_key.clone(),
     })
+}
+
+/// Make a rename or removal in `dir` durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Names of the top-level `*.wasm` files of `dir` (not hidden, not in

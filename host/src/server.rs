@@ -139,6 +139,16 @@ pub async fn run(
         grace,
     ));
 
+    // Watching starts before the first scan, so a file changed between
+    // the two is not missed. Without a watch the server still runs;
+    // reloads then come only from the admin API.
+    let _folder_watch = match crate::watcher::watch(registry.clone(), shutdown.clone()) {
+        Ok(watch) => Some(watch),
+        Err(e) => {
+            tracing::error!(error = %e, "hot reload is off: the plugins folder cannot be watched");
+            None
+        }
+    };
     let started = Instant::now();
     let active = registry.scan().await;
     tracing::info!(

@@ -21,6 +21,33 @@ pub fn wasm(crate_name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// `wasm` with a custom section (`hookhost-version`, holding `tag`)
+/// appended: the same component under another SHA-256, so a new version
+/// that the host must compile like any new build.
+pub fn variant(wasm: &[u8], tag: &str) -> Vec<u8> {
+    fn leb128(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"hookhost-version";
+    let mut content = Vec::new();
+    leb128(name.len(), &mut content);
+    content.extend_from_slice(name);
+    content.extend_from_slice(tag.as_bytes());
+    let mut out = wasm.to_vec();
+    out.push(0); // custom section
+    leb128(content.len(), &mut out);
+    out.extend_from_slice(&content);
+    out
+}
+
 /// A runtime on its own temporary data directory (removed on drop).
 pub struct Harness {
     /// The runtime under test.

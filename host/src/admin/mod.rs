@@ -3,8 +3,8 @@
 //!
 //! - [`auth`]: the bearer token every route but `/healthz` and `/readyz`
 //!   needs when one is configured;
-//! - [`plugins`]: the plugins (list, one, pause, resume, reload) and their
-//!   key-value entries;
+//! - [`plugins`]: the plugins (list, one, upload, delete, pause, resume,
+//!   reload) and their key-value entries;
 //! - [`events`]: stored events with their deliveries and attempts, and
 //!   replay;
 //! - [`dead_letters`]: listing, replaying (one or in bulk) and deleting
@@ -33,6 +33,7 @@ use crate::ingest::Ingest;
 use crate::kv::KvStore;
 use crate::store::StoreError;
 use axum::extract::rejection::QueryRejection;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -75,7 +76,13 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/readyz", get(readyz))
         .route("/admin/stats", get(stats))
         .route("/admin/plugins", get(plugins::list))
-        .route("/admin/plugins/{name}", get(plugins::one))
+        .route(
+            "/admin/plugins/{name}",
+            get(plugins::one)
+                .put(plugins::upload)
+                .delete(plugins::delete)
+                .layer(DefaultBodyLimit::max(plugins::MAX_UPLOAD_BYTES)),
+        )
         .route("/admin/plugins/{name}/pause", post(plugins::pause))
         .route("/admin/plugins/{name}/resume", post(plugins::resume))
         .route("/admin/plugins/{name}/reload", post(plugins::reload))

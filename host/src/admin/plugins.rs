@@ -1,5 +1,6 @@
 //! `/admin/plugins`: what the registry holds, the delivery counts of each
-//! plugin, pause/resume/reload, and a plugin's key-value entries.
+//! plugin, uploads and deletions (through the plugins folder),
+//! pause/resume/reload, and a plugin's key-value entries.
 //!
 //! A plugin object:
 //!
@@ -8,6 +9,7 @@
 //!  "declared_version":"0.1.0"|null,"subscriptions":["*"],
 //!  "state":"active"|"paused"|"broken"|"removed","paused":false,
 //!  "last_error":null|{"at_ms":…,"message":"…"},"loaded_at_ms":…|null,
+//!  "loads":1,"load_failures":0,
 //!  "queued":0,"in_flight":0,"delivered":3,"failed_attempts":0,
 //!  "dead_lettered":0,"attempts_per_s":0.3,"duration_p50_us":…,
 //!  "duration_p99_us":…,"breaker":"closed"|"open"|"half_open"}
@@ -24,12 +26,14 @@ use crate::delivery::engine::PluginStats;
 use crate::kv::KvError;
 use crate::registry::{ReloadError, Slot};
 use crate::runtime::LoadError;
-use axum::extract::rejection::QueryRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// `GET /admin/plugins`: every plugin, by name.
 pub(super) async fn list(State(admin): State<Arc<Admin>>) -> Result<Json<Value>, ApiError> {
@@ -124,6 +128,134 @@ pub(super) async fn reload(
     }
 }
 
+/// Largest upload: Python and JavaScript components are 12-18 MB.
+pub(super) const MAX_UPLOAD_BYTES: usize = 64 << 20;
+
+/// How long an upload or a deletion waits for the folder watcher to act
+/// on the file before doing the reload itself (the watcher may be off).
+const WATCHER_WAIT: Duration = Duration::from_secs(5);
+
+/// `PUT /admin/plugins/{name}` with the `.wasm` as the body (up to 64
+/// MiB): validated first (compiled, checked against the contract,
+/// `describe` run) without touching the folder; a file that does not load
+/// is 422 `invalid_plugin` and the running version stays. A valid one is
+/// written into the plugins folder atomically, and the folder watcher
+/// loads it from there like any file dropped into the folder (its
+/// compiled code is already cached by the validation). Answers the plugin
+/// object once the upload is the active version: 201 for a new plugin, 200
+/// for a new version.
+pub(super) async fn upload(
+    State(admin): State<Arc<Admin>>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if !valid_name(&name) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_name",
+            "a plugin name is 1-64 of a-z, 0-9, - and _ (it becomes NAME.wasm)",
+        ));
+    }
+    let wasm = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("a plugin may be at most {} MiB", MAX_UPLOAD_BYTES >> 20),
+        ),
+        _ => bad_request(format!("reading the upload failed: {}", e.body_text())),
+    })?;
+    let engine = admin.engine()?;
+    let registry = engine.registry().clone();
+    let validated = match registry.runtime().load(&name, wasm.to_vec()).await {
+        Ok(plugin) => plugin,
+        Err(LoadError::Kv(e)) => return Err(kv_failed(e)),
+        Err(e) => {
+            tracing::warn!(plugin = %name, error = %e, "plugin upload refused; the running version stays");
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_plugin",
+                e.to_string(),
+            ));
+        }
+    };
+    let sha256 = validated.sha256.clone();
+    let created = registry.get(&name).is_none_or(|s| !s.file_present);
+    let writer = registry.clone();
+    let file_name = name.clone();
+    tokio::task::spawn_blocking(move || writer.write_file(&file_name, &wasm))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r)
+        .map_err(|e| file_failed("writing", &name, &e))?;
+    tracing::info!(plugin = %name, version = &sha256[..12], "plugin uploaded into the plugins folder");
+    let active = |slot: Option<&Slot>| {
+        slot.is_some_and(|s| {
+            s.file_present && s.active.as_ref().is_some_and(|a| a.plugin.sha256 == sha256)
+        })
+    };
+    if !registry.wait_for(&name, WATCHER_WAIT, active).await {
+        tracing::warn!(plugin = %name, "the folder watcher did not load the upload in time; loading it now");
+        let _ = registry.reload(&name).await;
+    }
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, current(&admin, &name)?))
+}
+
+/// `DELETE /admin/plugins/{name}`: removes `NAME.wasm` from the plugins
+/// folder. The plugin stops receiving new deliveries; its pending ones
+/// wait, visible, and run if the file comes back. Answers the plugin
+/// object (`state` `removed`); 404 when there is neither a plugin nor a
+/// file of that name.
+pub(super) async fn delete(
+    State(admin): State<Arc<Admin>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let engine = admin.engine()?;
+    let registry = engine.registry().clone();
+    let known = registry.get(&name).is_some();
+    if !valid_name(&name) {
+        return Err(unknown(&name));
+    }
+    let remover = registry.clone();
+    let file_name = name.clone();
+    let removed = tokio::task::spawn_blocking(move || remover.remove_file(&file_name))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r)
+        .map_err(|e| file_failed("removing", &name, &e))?;
+    if !removed && !known {
+        return Err(unknown(&name));
+    }
+    tracing::info!(plugin = %name, "plugin file deleted by the admin API; its pending deliveries wait");
+    let gone = |slot: Option<&Slot>| slot.is_none_or(|s| !s.file_present);
+    if !registry.wait_for(&name, WATCHER_WAIT, gone).await {
+        let _ = registry.reload(&name).await;
+    }
+    match registry.get(&name) {
+        Some(_) => current(&admin, &name),
+        // A file the registry never saw: nothing waits for it.
+        None => Ok(Json(json!({ "name": name, "state": "removed" }))),
+    }
+}
+
+/// 500 for a plugins folder the server cannot write: the operator's
+/// problem, not the client's. The path is logged, not sent.
+fn file_failed(what: &str, name: &str, e: &std::io::Error) -> ApiError {
+    tracing::error!(plugin = name, error = %e, "{what} a plugin file failed");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "plugins_folder_failed",
+        format!(
+            "{what} {name}.wasm in the plugins folder failed: {}",
+            e.kind()
+        ),
+    )
+}
+
 /// Query of `GET /admin/plugins/{name}/kv`.
 #[derive(Debug, Default, serde::Deserialize)]
 pub(super) struct KvQuery {
@@ -216,6 +348,8 @@ fn plugin_json(slot: &Slot, stats: Option<&PluginStats>) -> Value {
         "paused": slot.paused,
         "last_error": slot.last_error,
         "loaded_at_ms": slot.loaded_at_ms,
+        "loads": slot.loads,
+        "load_failures": slot.load_failures,
     });
     let counts = json!({
         "queued": stats.map_or(0, |s| s.queued),
