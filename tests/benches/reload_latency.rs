@@ -29,10 +29,10 @@
 //! is first written and synced to a hidden `.echo.wasm.tmp` beside it,
 //! which the watcher ignores, as an operator's deploy would do). Each new
 //! build is `echo` with a component-level custom section appended that
-//! holds the reload's number: valid wasm that does exactly what `echo`
-//! does, with a SHA-256 of its own, so the server really compiles every one
-//! (its artifact cache is keyed by the SHA-256), as it would an operator's
-//! new build. `PAUSE_MS` (default 1000) separates the reloads so that each
+//! holds the reload's number (`hookhost_tests::variant`): valid wasm that
+//! does exactly what `echo` does, with a SHA-256 of its own, so the server
+//! really compiles every one (its artifact cache is keyed by the SHA-256),
+//! as it would an operator's new build. `PAUSE_MS` (default 1000) separates the reloads so that each
 //! starts from a quiet server with the trickle flowing.
 //!
 //! Figures: p50, p99 and max over the reloads (with 20, p99 is the
@@ -47,9 +47,7 @@
 //! Exit status 2 when the server cannot start or a reload is not seen
 //! within the timeout (the new version never active or never run).
 
-use hookhost_tests::bench::{
-    cores, cpu_model, env_or, machine_load, percentile_ms, with_custom_section, ServerProcess,
-};
+use hookhost_tests::bench::{cores, cpu_model, env_or, machine_load, percentile_ms, ServerProcess};
 use hookhost_tests::server::{github_headers, wait_ready, write_config, HttpClient};
 use sha2::Digest;
 use std::collections::BTreeMap;
@@ -76,8 +74,6 @@ secrets = ["bench-secret-of-github"]
 
 /// Issue 5's goal for both measures, p99, for `echo`.
 const GOAL_P99_MS: f64 = 300.0;
-/// The name of the custom section that makes each build distinct.
-const SECTION: &str = "hookhost-bench-reload";
 /// How far before the rename (b) starts reading events back: an event
 /// acknowledged just before it may still be waiting to run.
 const LOOK_BACK: Duration = Duration::from_millis(100);
@@ -112,13 +108,7 @@ fn main() {
 
     let base = hookhost_tests::wasm("echo");
     let builds: Vec<Build> = (0..opts.reloads)
-        .map(|i| {
-            Build::new(with_custom_section(
-                &base,
-                SECTION,
-                format!("reload {}", i + 1).as_bytes(),
-            ))
-        })
+        .map(|i| Build::new(hookhost_tests::variant(&base, &format!("reload {}", i + 1))))
         .collect();
     let base = Build::new(base);
 

@@ -665,71 +665,19 @@ pub mod bench {
         }
     }
 
-    // ------------------------------------------------------------- builds
-
-    /// `wasm` (a core module or a component) with one custom section
-    /// appended: a distinct, still valid build of the same code, with a
-    /// SHA-256 of its own, without recompiling the plugin. A custom section
-    /// (id 0, LEB128 size, LEB128-prefixed name, payload) may stand
-    /// anywhere among a component's or a module's sections and changes
-    /// nothing it does, but the host sees a new version and compiles it
-    /// anew (its artifact cache is keyed by the file's SHA-256), as it does
-    /// an operator's new build.
-    pub fn with_custom_section(wasm: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
-        let mut content = leb128_u32(name.len());
-        content.extend_from_slice(name.as_bytes());
-        content.extend_from_slice(payload);
-        let mut out = Vec::with_capacity(wasm.len() + content.len() + 6);
-        out.extend_from_slice(wasm);
-        out.push(0);
-        out.extend(leb128_u32(content.len()));
-        out.extend(content);
-        out
-    }
-
-    /// `n` as unsigned LEB128, the way wasm writes sizes (at most 5 bytes:
-    /// wasm sizes are u32; a larger `n` is a caller's bug).
-    fn leb128_u32(n: usize) -> Vec<u8> {
-        let mut n = u32::try_from(n).expect("a wasm size fits in u32");
-        let mut out = Vec::with_capacity(5);
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return out;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-
     #[cfg(test)]
     mod tests {
-        use super::*;
-
-        #[test]
-        fn sizes_are_leb128() {
-            assert_eq!(leb128_u32(0), [0x00]);
-            assert_eq!(leb128_u32(127), [0x7f]);
-            assert_eq!(leb128_u32(128), [0x80, 0x01]);
-            assert_eq!(leb128_u32(300), [0xac, 0x02]);
-            assert_eq!(leb128_u32(624_485), [0xe5, 0x8e, 0x26]);
-            assert_eq!(
-                leb128_u32(u32::MAX as usize),
-                [0xff, 0xff, 0xff, 0xff, 0x0f]
-            );
-        }
-
-        /// The real runtime loads a variant: another version (SHA-256), the
-        /// same plugin (its `describe` answers as the original's).
+        /// The real runtime loads a [`crate::variant`], which the reload
+        /// benchmark drops into the folder: another version (the file's
+        /// SHA-256), the same plugin (its `describe` answers as the
+        /// original's).
         #[tokio::test(flavor = "multi_thread")]
         async fn a_variant_loads_as_a_new_version_of_the_same_plugin() {
             let h = crate::Harness::new();
             let original = h.load("echo").await;
-            // A payload longer than 127 bytes: a two-byte section size.
-            let payload = format!("reload 1 {}", "x".repeat(200));
-            let variant =
-                with_custom_section(&crate::wasm("echo"), "hookhost-bench", payload.as_bytes());
+            // A tag longer than 127 bytes: a two-byte section size.
+            let tag = format!("reload 1 {}", "x".repeat(200));
+            let variant = crate::variant(&crate::wasm("echo"), &tag);
             use sha2::Digest;
             let digest = hex::encode(sha2::Sha256::digest(&variant));
             let loaded = h
