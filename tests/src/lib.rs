@@ -165,6 +165,70 @@ pub mod bench {
             .unwrap_or_else(|| "unknown CPU".into())
     }
 
+    /// What else the machine was doing: the load averages from
+    /// /proc/loadavg and the other processes whose name is one of `names`
+    /// (for example `rustc`, `cargo`), counted, leaving out this process
+    /// and its ancestors (the `cargo bench` that started it); for the
+    /// benchmark's report, since the machine is shared with other people's
+    /// builds.
+    pub fn machine_load(names: &[&str]) -> String {
+        let load = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|| "?".into());
+        let mine = lineage();
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let pid = entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<u32>().ok());
+            if pid.is_none_or(|p| mine.contains(&p)) {
+                continue;
+            }
+            let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else {
+                continue;
+            };
+            let comm = comm.trim();
+            if names.contains(&comm) {
+                *seen.entry(comm.to_owned()).or_default() += 1;
+            }
+        }
+        let others = if seen.is_empty() {
+            format!("no {} running", names.join("/"))
+        } else {
+            let list: Vec<String> = seen.iter().map(|(n, c)| format!("{n} x{c}")).collect();
+            format!("running: {}", list.join(", "))
+        };
+        format!("load average {load}; {others}")
+    }
+
+    /// This process's pid and its ancestors', from /proc.
+    fn lineage() -> Vec<u32> {
+        let mut out = vec![std::process::id()];
+        // Bounded: a pid chain is short, and a /proc race must not loop.
+        for _ in 0..64 {
+            let Some(&pid) = out.last() else { break };
+            let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    // The parent pid is the second field after the command
+                    // name's closing parenthesis.
+                    s.rsplit_once(')')?
+                        .1
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse()
+                        .ok()
+                });
+            match parent {
+                Some(p) if p > 1 && !out.contains(&p) => out.push(p),
+                _ => break,
+            }
+        }
+        out
+    }
+
     // ---------------------------------------------------------- the server
 
     /// A hookhost server in a child process: the benchmark binary
@@ -598,6 +662,33 @@ pub mod bench {
                 (b1 - b0) as f64 / (t1 - t0) as f64 * cores() as f64
             }
             _ => f64::NAN,
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        /// The real runtime loads a [`crate::variant`], which the reload
+        /// benchmark drops into the folder: another version (the file's
+        /// SHA-256), the same plugin (its `describe` answers as the
+        /// original's).
+        #[tokio::test(flavor = "multi_thread")]
+        async fn a_variant_loads_as_a_new_version_of_the_same_plugin() {
+            let h = crate::Harness::new();
+            let original = h.load("echo").await;
+            // A tag longer than 127 bytes: a two-byte section size.
+            let tag = format!("reload 1 {}", "x".repeat(200));
+            let variant = crate::variant(&crate::wasm("echo"), &tag);
+            use sha2::Digest;
+            let digest = hex::encode(sha2::Sha256::digest(&variant));
+            let loaded = h
+                .runtime
+                .load("echo", variant)
+                .await
+                .unwrap_or_else(|e| panic!("the variant does not load: {e}"));
+            assert_eq!(loaded.sha256, digest, "the version is the file's SHA-256");
+            assert_ne!(loaded.sha256, original.sha256);
+            assert_eq!(loaded.info.declared_name, original.info.declared_name);
+            assert_eq!(loaded.info.subscriptions, original.info.subscriptions);
         }
     }
 }
