@@ -30,6 +30,8 @@
 //! - [`admin`]: the admin listener: health, readiness, plugins, events,
 //!   dead letters, kv, stats; [`api`] is the JSON error shape every HTTP
 //!   module answers with.
+//! - [`sign`]: the provider's side of every signature scheme: the headers a
+//!   real provider would send, for `hookhost send`.
 //! - [`clock`]: wall-clock milliseconds, read only at the edges.
 //! - [`allocator`]: the process's memory allocator (mimalloc) and its
 //!   tuning.
@@ -67,5 +69,6 @@ pub mod ratelimit;
 pub mod registry;
 pub mod runtime;
 pub mod server;
+pub mod sign;
 pub mod store;
 pub mod verify;
