@@ -30,14 +30,15 @@
 //! - [`admin`]: the admin listener: health, readiness, plugins, events,
 //!   dead letters, kv, stats; [`api`] is the JSON error shape every HTTP
 //!   module answers with.
-//! - [`sign`]: the provider's side of every signature scheme: the headers a
-//!   real provider would send, for `hookhost send`.
+//! - [`cli`]: the `hookhost` command line (`serve`, `check`, `send`, and
+//!   the admin commands), in the library so tests run it; [`sign`] is the
+//!   provider's side of every signature scheme, for `hookhost send`.
 //! - [`clock`]: wall-clock milliseconds, read only at the edges.
 //! - [`allocator`]: the process's memory allocator (mimalloc) and its
 //!   tuning.
 //!
-//! Hot reload (a folder watcher), plugin uploads, metrics and the rest of
-//! the CLI are the next modules.
+//! Hot reload (a folder watcher), plugin uploads and metrics are the next
+//! modules.
 //!
 //! # Flow of one webhook
 //!
@@ -56,6 +57,7 @@ pub mod access;
 pub mod admin;
 pub mod allocator;
 pub mod api;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod delivery;
