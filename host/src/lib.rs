@@ -31,6 +31,9 @@
 //! - [`admin`]: the admin listener: health, readiness, plugins, events,
 //!   dead letters, kv, stats; [`api`] is the JSON error shape every HTTP
 //!   module answers with.
+//! - [`cli`]: the `hookhost` command line (`serve`, `check`, `send`, and
+//!   the admin commands), in the library so tests run it; [`sign`] is the
+//!   provider's side of every signature scheme, for `hookhost send`.
 //! - [`clock`]: wall-clock milliseconds, read only at the edges.
 //! - [`allocator`]: the process's memory allocator (mimalloc) and its
 //!   tuning.
@@ -52,6 +55,7 @@ pub mod access;
 pub mod admin;
 pub mod allocator;
 pub mod api;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod delivery;
@@ -65,6 +69,7 @@ pub mod ratelimit;
 pub mod registry;
 pub mod runtime;
 pub mod server;
+pub mod sign;
 pub mod store;
 pub mod verify;
 pub mod watcher;
