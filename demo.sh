@@ -4,10 +4,11 @@
 #     folder the server watches) and run GitHub events through
 #     `github-issues` with `hookhost invoke`, showing its log lines and the
 #     counters it keeps in its key-value store;
-#  2. the server: start `hookhost serve` with zero config (the unsigned
-#     "demo" source on loopback) and the example plugins, post a webhook
-#     twice (a durable 200, then a duplicate), watch `echo` handle it in the
-#     admin API, and stop it with SIGTERM (a clean drain).
+#  2. the server: start `hookhost serve` with a signed GitHub source and
+#     the example plugins, send a signed webhook twice with `hookhost send`
+#     (a durable 200, then a duplicate), watch the plugins handle it with
+#     `hookhost events show` and `hookhost plugins list`, and stop it with
+#     SIGTERM (a clean drain).
 set -euo pipefail
 cd "$(dirname "$0")"
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
@@ -35,28 +36,38 @@ for f in opened opened closed; do
     --body "$work/$f.json" --data-dir "$work/invoke" 2>/dev/null
 done
 
-echo; echo "== 2. hookhost serve (zero config: source \"demo\", unsigned, loopback only; plugins from ./plugins)"
-(plugins="$PWD/plugins"; cd "$work" && HOOKHOST_SERVER__PLUGINS_DIR="$plugins" exec "$hh" serve) &
+echo; echo "== 2. hookhost serve: a signed GitHub source, the example plugins, and the local loop"
+cat > "$work/hookhost.toml" <<TOML
+[server]
+data_dir = "$work/data"
+plugins_dir = "$PWD/plugins"
+
+[[source]]
+name = "github"
+scheme = "github"
+secrets = ["env:GITHUB_WEBHOOK_SECRET"]
+TOML
+export GITHUB_WEBHOOK_SECRET="demo-secret-$RANDOM$RANDOM"
+hh="$hh --config $work/hookhost.toml"
+$hh serve 2>"$work/server.log" &
 server=$!
 for _ in $(seq 1 100); do
   curl -fs http://127.0.0.1:8081/readyz >/dev/null && break
   sleep 0.1
 done
 echo "readyz: $(curl -s http://127.0.0.1:8081/readyz)"
-for attempt in first again; do
-  echo "POST /webhooks/demo ($attempt):"
-  curl -s -X POST http://127.0.0.1:8080/webhooks/demo \
-    -H 'content-type: application/json' -H 'x-webhook-id: demo-1' \
-    --data '{"type":"greeting","hello":"world"}'
-  echo
-done
+echo "\$ hookhost send --source github --file opened.json --kind issues.opened --id demo-1   (twice: the second is a duplicate)"
+sent=$($hh send --source github --file "$work/opened.json" --kind issues.opened --id demo-1)
+echo "$sent"
+$hh send --source github --file "$work/opened.json" --kind issues.opened --id demo-1
+id=$(echo "$sent" | sed -n 's/^received: \(evt_[0-9a-z_]*\).*/\1/p' | head -1)
 sleep 0.5
-echo "GET /admin/stats:"
-curl -s http://127.0.0.1:8081/admin/stats; echo
-echo "GET /admin/events/evt_0000000000000001 (the event, its deliveries and their attempts):"
-curl -s http://127.0.0.1:8081/admin/events/evt_0000000000000001; echo
-echo "GET /admin/plugins/echo/kv (what echo counted):"
-curl -s http://127.0.0.1:8081/admin/plugins/echo/kv; echo
+echo; echo "\$ hookhost events show $id"
+$hh events show "$id"
+echo; echo "\$ hookhost plugins list"
+$hh plugins list
+echo; echo "GET /admin/plugins/github-issues/kv (what github-issues counted):"
+curl -s http://127.0.0.1:8081/admin/plugins/github-issues/kv; echo
 kill -TERM "$server"
 wait "$server" && echo "server drained and exited 0"
 server=""
