@@ -16,7 +16,7 @@
 //! is kept here instead, by `TimedListener`'s connections and a middleware
 //! that tells each connection when a request is being served.
 
-use crate::config::{Config, SchemeName};
+use crate::config::Config;
 use crate::delivery::Engine;
 use crate::ingest::{Ingest, Readiness, Source};
 use crate::journal::{Journal, JournalConfig};
@@ -491,20 +491,8 @@ fn sources(config: &Config) -> Result<HashMap<String, Arc<Source>>, ServerError>
                 })
                 .transpose()
         };
-        let scheme = match s.scheme {
-            SchemeName::Standard => Scheme::Standard,
-            SchemeName::Github => Scheme::Github,
-            SchemeName::Stripe => Scheme::Stripe,
-            SchemeName::Shopify => Scheme::Shopify,
-            SchemeName::Slack => Scheme::Slack,
-            SchemeName::None => Scheme::None,
-            SchemeName::Hmac => match header("signature_header", &s.signature_header)? {
-                Some(h) => Scheme::Hmac {
-                    signature_header: h,
-                },
-                None => Scheme::hmac_default(),
-            },
-        };
+        let scheme =
+            Scheme::from_config(s.scheme, header("signature_header", &s.signature_header)?);
         let secrets = s
             .secrets
             .iter()

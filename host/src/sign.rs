@@ -19,10 +19,6 @@ use hmac::{Hmac, KeyInit, Mac};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use sha2::Sha256;
 
-/// The `whsec_` prefix of a Standard Webhooks secret: the rest is the
-/// base64 of the key (as [`Secret::parse`] reads it).
-const WHSEC_PREFIX: &str = "whsec_";
-
 /// What to send: the body as it will go on the wire, and the id and kind to
 /// claim where the scheme carries them in headers.
 #[derive(Debug, Clone, Copy)]
@@ -206,20 +202,11 @@ pub fn sign(source: &SourceConfig, message: &Message<'_>) -> Result<HeaderMap, S
 /// The verify-side scheme of a source, with its configured signature
 /// header: the same mapping the server makes at start.
 fn verify_scheme(source: &SourceConfig) -> Result<Scheme, SignError> {
-    Ok(match source.scheme {
-        SchemeName::Standard => Scheme::Standard,
-        SchemeName::Github => Scheme::Github,
-        SchemeName::Stripe => Scheme::Stripe,
-        SchemeName::Shopify => Scheme::Shopify,
-        SchemeName::Slack => Scheme::Slack,
-        SchemeName::None => Scheme::None,
-        SchemeName::Hmac => match &source.signature_header {
-            Some(name) => Scheme::Hmac {
-                signature_header: header_name(source, name)?,
-            },
-            None => Scheme::hmac_default(),
-        },
-    })
+    let header = match &source.signature_header {
+        Some(name) if source.scheme == SchemeName::Hmac => Some(header_name(source, name)?),
+        _ => None,
+    };
+    Ok(Scheme::from_config(source.scheme, header))
 }
 
 /// Refuse an id or kind the scheme would not read: sending it anyway would
@@ -299,21 +286,11 @@ fn key(source: &SourceConfig, scheme: &Scheme) -> Result<Vec<u8>, SignError> {
         source_name: source.name.clone(),
         scheme: source.scheme,
     })?;
-    let raw = raw.expose();
-    let bad = |error| SignError::BadSecret {
+    let secret = Secret::parse(scheme, raw.expose()).map_err(|error| SignError::BadSecret {
         source_name: source.name.clone(),
         error,
-    };
-    Secret::parse(scheme, raw).map_err(bad)?;
-    if *scheme != Scheme::Standard {
-        return Ok(raw.as_bytes().to_vec());
-    }
-    let encoded = raw.strip_prefix(WHSEC_PREFIX).unwrap_or(raw);
-    BASE64.decode(encoded).map_err(|_| {
-        bad(SecretError::InvalidBase64 {
-            reason: "not base64".to_owned(),
-        })
-    })
+    })?;
+    Ok(secret.key().to_vec())
 }
 
 fn hmac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {

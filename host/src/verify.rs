@@ -12,6 +12,8 @@
 
 use std::fmt;
 
+use crate::config::SchemeName;
+
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
@@ -73,6 +75,26 @@ pub enum Scheme {
 }
 
 impl Scheme {
+    /// The scheme a source's config names, with its signature header for
+    /// `hmac` (the default header when none is set): one mapping for the
+    /// server that verifies and `hookhost send`, which signs.
+    pub fn from_config(name: SchemeName, signature_header: Option<HeaderName>) -> Self {
+        match name {
+            SchemeName::Standard => Scheme::Standard,
+            SchemeName::Github => Scheme::Github,
+            SchemeName::Stripe => Scheme::Stripe,
+            SchemeName::Shopify => Scheme::Shopify,
+            SchemeName::Slack => Scheme::Slack,
+            SchemeName::None => Scheme::None,
+            SchemeName::Hmac => match signature_header {
+                Some(h) => Scheme::Hmac {
+                    signature_header: h,
+                },
+                None => Scheme::hmac_default(),
+            },
+        }
+    }
+
     /// The generic HMAC scheme with its documented default header, so config
     /// and tests do not repeat the header name.
     pub fn hmac_default() -> Self {
@@ -155,6 +177,11 @@ impl Secret {
             return Err(SecretError::EmptyKey);
         }
         Ok(Secret(key))
+    }
+
+    /// The HMAC key: what a provider signs with (`hookhost send`).
+    pub fn key(&self) -> &[u8] {
+        &self.0
     }
 
     /// A keyed HMAC-SHA256. HMAC accepts keys of any length, so this cannot
