@@ -30,12 +30,15 @@
 //! - [`admin`]: the admin listener: health, readiness, plugins, events,
 //!   dead letters, kv, stats; [`api`] is the JSON error shape every HTTP
 //!   module answers with.
+//! - [`metrics`]: `GET /metrics` (Prometheus text): every metric's name and
+//!   help, the handles ingest and the engine count with, and the state
+//!   read at scrape time.
 //! - [`clock`]: wall-clock milliseconds, read only at the edges.
 //! - [`allocator`]: the process's memory allocator (mimalloc) and its
 //!   tuning.
 //!
-//! Hot reload (a folder watcher), plugin uploads, metrics and the rest of
-//! the CLI are the next modules.
+//! Hot reload (a folder watcher), plugin uploads and the rest of the CLI
+//! are the next modules.
 //!
 //! # Flow of one webhook
 //!
@@ -62,6 +65,7 @@ pub mod identify;
 pub mod ingest;
 pub mod journal;
 pub mod kv;
+pub mod metrics;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod registry;
