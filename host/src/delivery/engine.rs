@@ -8,10 +8,13 @@
 //! delivery runs in its own task under a worker permit; the global pool
 //! (`[server] workers`) and each plugin's `concurrency` bound how many run.
 //!
-//! Each recorded attempt is counted in [`crate::metrics`] through handles
-//! kept with the plugin's counters, under the lock those already take;
-//! queue and breaker state is read from here at scrape time
-//! ([`Engine::stats`]).
+//! Every log line about one delivery carries its `event_id`, `plugin`,
+//! `version` (the first 12 hex digits of the SHA-256 that runs it) and
+//! `attempt`: the lines of a run are emitted inside its `delivery` span, the
+//! plugin's own lines too. Each recorded attempt is counted in
+//! [`crate::metrics`] through handles kept with the plugin's counters, under
+//! the lock those already take; queue and breaker state is read from here
+//! at scrape time ([`Engine::stats`]).
 
 use super::records::{
     Attempt, DeadLetter, DeliveryKey, DeliveryView, Next, Pending, Records, Scan,
@@ -570,7 +573,15 @@ impl OnApplied for Engine {
             match self.inner.records.persist(&j.key, &p) {
                 Ok(()) => written.push(j.key),
                 Err(e) => {
-                    tracing::error!(error = %e, "persisting a queued delivery failed; the journal keeps its event");
+                    // Queued, not running: no version has been picked to
+                    // run it yet, so the line has no `version`.
+                    tracing::error!(
+                        event_id = %event_id(j.key.seq),
+                        plugin = %j.key.plugin,
+                        attempt = j.attempt,
+                        error = %e,
+                        "persisting a queued delivery failed; the journal keeps its event"
+                    );
                     bound = bound.min(j.key.seq.saturating_sub(1));
                 }
             }
@@ -778,11 +789,21 @@ async fn run(inner: &Inner, lease: Lease) {
         sched.give_back(lease, 0, now_ms());
         return;
     };
+    let id = event_id(key.seq);
+    let span = tracing::info_span!(
+        "delivery",
+        event_id = %id,
+        plugin = %key.plugin,
+        version = &active.plugin.sha256[..12],
+        attempt = lease.job.attempt,
+    );
     let event = match inner.store.get(key.seq) {
         Ok(Some(e)) => Some(e),
         Ok(None) => None,
         Err(e) => {
-            tracing::error!(event_id = %event_id(key.seq), plugin = %key.plugin, error = %e, "reading the event failed; the delivery waits");
+            span.in_scope(
+                || tracing::error!(error = %e, "reading the event failed; the delivery waits"),
+            );
             let now = now_ms();
             inner
                 .lock_sched()
@@ -791,14 +812,6 @@ async fn run(inner: &Inner, lease: Lease) {
         }
     };
     let job = &lease.job;
-    let id = event_id(key.seq);
-    let span = tracing::info_span!(
-        "delivery",
-        event_id = %id,
-        plugin = %key.plugin,
-        version = &active.plugin.sha256[..12],
-        attempt = job.attempt,
-    );
     let plugin_runs = event.is_some();
     let started_ms = now_ms();
     let report = match event {
