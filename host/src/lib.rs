@@ -34,6 +34,9 @@
 //! - [`cli`]: the `hookhost` command line (`serve`, `check`, `send`, and
 //!   the admin commands), in the library so tests run it; [`sign`] is the
 //!   provider's side of every signature scheme, for `hookhost send`.
+//! - [`metrics`]: `GET /metrics` (Prometheus text): every metric's name and
+//!   help, the handles ingest and the engine count with, and the state
+//!   read at scrape time.
 //! - [`clock`]: wall-clock milliseconds, read only at the edges.
 //! - [`allocator`]: the process's memory allocator (mimalloc) and its
 //!   tuning.
@@ -64,6 +67,7 @@ pub mod identify;
 pub mod ingest;
 pub mod journal;
 pub mod kv;
+pub mod metrics;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod registry;

@@ -21,6 +21,7 @@ use crate::delivery::Engine;
 use crate::ingest::{Ingest, Readiness, Source};
 use crate::journal::{Journal, JournalConfig};
 use crate::kv::{KvLimits, KvStore};
+use crate::metrics::Metrics;
 use crate::pipeline::{OnApplied, Pipeline};
 use crate::ratelimit::RateLimit;
 use crate::registry::Registry;
@@ -88,7 +89,8 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     crate::allocator::tune();
     let config = Arc::new(config);
-    let sources = sources(&config)?;
+    let metrics = Metrics::new().map_err(|e| open_error("the metrics", e))?;
+    let sources = sources(&config, &metrics)?;
     let data = &config.server.data_dir;
     std::fs::create_dir_all(data).map_err(|e| open_error("the data directory", e))?;
     let db_dir = data.join("db");
@@ -117,12 +119,14 @@ pub async fn run(
         readiness: readiness.clone(),
         in_flight: tokio::sync::Semaphore::new(config.server.max_connections),
         body_read_timeout: config.server.body_read_timeout,
+        metrics: metrics.ingest(),
     });
     let admin_state = Arc::new(admin::Admin {
         ingest: ingest_state.clone(),
         engine: Default::default(),
         kv,
         token: config.server.admin_token.clone(),
+        metrics: metrics.clone(),
     });
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let header_timeout = config.server.header_read_timeout;
@@ -165,6 +169,7 @@ pub async fn run(
         config.server.workers,
         config.server.retention(),
         shutdown.child_token(),
+        metrics,
     )
     .map_err(|e| open_error("the delivery queue", e))?;
     let _ = admin_state.engine.set(engine.clone());
@@ -476,8 +481,11 @@ fn open_error(what: &'static str, e: impl std::fmt::Display) -> ServerError {
 }
 
 /// Turn configured sources into ready-to-use ones: parse secrets for their
-/// scheme and header names.
-fn sources(config: &Config) -> Result<HashMap<String, Arc<Source>>, ServerError> {
+/// scheme and header names, each with its answer counters.
+fn sources(
+    config: &Config,
+    metrics: &Metrics,
+) -> Result<HashMap<String, Arc<Source>>, ServerError> {
     let mut out = HashMap::new();
     for (i, s) in config.sources.iter().enumerate() {
         let key = |field: &str| format!("source[{i}].{field}");
@@ -521,6 +529,7 @@ fn sources(config: &Config) -> Result<HashMap<String, Arc<Source>>, ServerError>
                 .rate_limit_per_s
                 .map(|n| RateLimit::new(n, Instant::now())),
             scheme,
+            metrics: metrics.source(&s.name),
         };
         out.insert(s.name.clone(), Arc::new(source));
     }

@@ -9,7 +9,9 @@
 //!   replay;
 //! - [`dead_letters`]: listing, replaying (one or in bulk) and deleting
 //!   dead letters;
-//! - `GET /admin/stats`: the engine's counts.
+//! - `GET /admin/stats`: the engine's counts;
+//! - `GET /metrics`: the same and more in Prometheus text
+//!   ([`crate::metrics`]), behind the token like the rest.
 //!
 //! Every error, unknown routes and other methods included, is the
 //! contract's JSON error body `{"error":<code>,"message":<text>}`. Until the
@@ -35,7 +37,7 @@ use crate::store::StoreError;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
@@ -52,6 +54,8 @@ pub struct Admin {
     /// The bearer token every admin route but `/healthz` and `/readyz`
     /// needs, when configured.
     pub token: Option<SecretString>,
+    /// What `/metrics` renders.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Admin {
@@ -75,6 +79,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         )
         .route("/readyz", get(readyz))
         .route("/admin/stats", get(stats))
+        .route("/metrics", get(metrics))
         .route("/admin/plugins", get(plugins::list))
         .route(
             "/admin/plugins/{name}",
@@ -123,6 +128,14 @@ pub fn router(admin: Arc<Admin>) -> Router {
 
 async fn stats(State(admin): State<Arc<Admin>>) -> Result<Response, ApiError> {
     Ok(Json(admin.engine()?.stats()).into_response())
+}
+
+/// Prometheus text. While the plugins are still loading it answers what
+/// ingest counted so far (no 503: a scraper would record the process as
+/// down), without the engine's state.
+async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
+    let text = admin.metrics.render(admin.engine.get());
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }
 
 /// 200 `{"ready":true}` when ingest takes events, else 503

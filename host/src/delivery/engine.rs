@@ -7,6 +7,14 @@
 //! cool-down ends, or the plugins change — never polling. Each leased
 //! delivery runs in its own task under a worker permit; the global pool
 //! (`[server] workers`) and each plugin's `concurrency` bound how many run.
+//!
+//! Every log line about one delivery carries its `event_id`, `plugin`,
+//! `version` (the first 12 hex digits of the SHA-256 that runs it) and
+//! `attempt`: the lines of a run are emitted inside its `delivery` span, the
+//! plugin's own lines too. Each recorded attempt is counted in
+//! [`crate::metrics`] through handles kept with the plugin's counters, under
+//! the lock those already take; queue and breaker state is read from here
+//! at scrape time ([`Engine::stats`]).
 
 use super::records::{
     Attempt, DeadLetter, DeliveryKey, DeliveryView, Next, Pending, Records, Scan,
@@ -20,6 +28,7 @@ use crate::clock::now_ms;
 use crate::config::Priority;
 use crate::delivery::breaker::BreakerConfig;
 use crate::event::{event_id, StoredEvent};
+use crate::metrics::{AttemptReport, Metrics, PluginMetrics};
 use crate::pipeline::OnApplied;
 use crate::registry::Registry;
 use crate::runtime::{Event, Outcome};
@@ -62,19 +71,32 @@ struct Inner {
     delivered: AtomicU64,
     dead_letters: AtomicU64,
     counters: Mutex<HashMap<Arc<str>, PluginCounters>>,
+    /// Where each plugin's handles come from, on its first attempt.
+    metrics: Metrics,
     stop_leasing: CancellationToken,
     /// Where the dispatcher and the calls run (below ingest's priority).
     threads: Mutex<DeliveryThreads>,
 }
 
 /// Per-plugin counts since start, and recent attempts.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct PluginCounters {
     done: u64,
     failed_attempts: u64,
     dead: u64,
     /// (finished at ms, duration µs) of the last [`RECENT`] attempts.
     recent: VecDeque<(u64, u64)>,
+    /// The plugin's metric handles, resolved once.
+    metrics: PluginMetrics,
+}
+
+/// One recorded attempt, as [`Inner::count`] takes it.
+struct Counted<'a> {
+    outcome: &'a Outcome,
+    next: Next,
+    finished_ms: u64,
+    /// The call's time and fuel; `None` when no plugin ran.
+    ran: Option<(Duration, u64)>,
 }
 
 /// What `GET /admin/stats` shows.
@@ -158,13 +180,15 @@ pub struct DeadLetterFilter {
 impl Engine {
     /// Rebuild the queue from sled (every unfinished delivery runs again,
     /// those that were running at a crash included) and start dispatching.
-    /// Leasing stops when `shutdown` is cancelled.
+    /// Leasing stops when `shutdown` is cancelled; attempts are counted in
+    /// `metrics`.
     pub fn start(
         store: Store,
         registry: Registry,
         workers: usize,
         retention: Duration,
         shutdown: CancellationToken,
+        metrics: Metrics,
     ) -> Result<Self, StartError> {
         let records = Records::open(store.db())?;
         let unavailable = Policy {
@@ -214,6 +238,7 @@ impl Engine {
                 delivered: AtomicU64::new(delivered),
                 dead_letters: AtomicU64::new(dead),
                 counters: Mutex::default(),
+                metrics,
                 stop_leasing: shutdown,
                 threads: Mutex::new(threads),
             }),
@@ -548,7 +573,15 @@ impl OnApplied for Engine {
             match self.inner.records.persist(&j.key, &p) {
                 Ok(()) => written.push(j.key),
                 Err(e) => {
-                    tracing::error!(error = %e, "persisting a queued delivery failed; the journal keeps its event");
+                    // Queued, not running: no version has been picked to
+                    // run it yet, so the line has no `version`.
+                    tracing::error!(
+                        event_id = %event_id(j.key.seq),
+                        plugin = %j.key.plugin,
+                        attempt = j.attempt,
+                        error = %e,
+                        "persisting a queued delivery failed; the journal keeps its event"
+                    );
                     bound = bound.min(j.key.seq.saturating_sub(1));
                 }
             }
@@ -608,13 +641,26 @@ impl Inner {
         self.sched.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn count(&self, plugin: &Arc<str>, outcome: &Outcome, next: Next, finished_ms: u64, us: u64) {
+    fn count(&self, plugin: &Arc<str>, a: Counted<'_>) {
         let mut all = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        let c = all.entry(Arc::clone(plugin)).or_default();
-        if *outcome != Outcome::Ok {
+        let c = all
+            .entry(Arc::clone(plugin))
+            .or_insert_with(|| PluginCounters {
+                done: 0,
+                failed_attempts: 0,
+                dead: 0,
+                recent: VecDeque::new(),
+                metrics: self.metrics.plugin(plugin),
+            });
+        c.metrics.attempt(AttemptReport {
+            outcome: a.outcome,
+            next: &a.next,
+            ran: a.ran,
+        });
+        if *a.outcome != Outcome::Ok {
             c.failed_attempts += 1;
         }
-        match next {
+        match a.next {
             Next::Done => c.done += 1,
             Next::Dead(_) => c.dead += 1,
             Next::RetryAt(_) => {}
@@ -622,7 +668,10 @@ impl Inner {
         if c.recent.len() == RECENT {
             c.recent.pop_front();
         }
-        c.recent.push_back((finished_ms, us));
+        let us = a
+            .ran
+            .map_or(0, |(d, _)| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        c.recent.push_back((a.finished_ms, us));
     }
 }
 
@@ -740,11 +789,21 @@ async fn run(inner: &Inner, lease: Lease) {
         sched.give_back(lease, 0, now_ms());
         return;
     };
+    let id = event_id(key.seq);
+    let span = tracing::info_span!(
+        "delivery",
+        event_id = %id,
+        plugin = %key.plugin,
+        version = &active.plugin.sha256[..12],
+        attempt = lease.job.attempt,
+    );
     let event = match inner.store.get(key.seq) {
         Ok(Some(e)) => Some(e),
         Ok(None) => None,
         Err(e) => {
-            tracing::error!(event_id = %event_id(key.seq), plugin = %key.plugin, error = %e, "reading the event failed; the delivery waits");
+            span.in_scope(
+                || tracing::error!(error = %e, "reading the event failed; the delivery waits"),
+            );
             let now = now_ms();
             inner
                 .lock_sched()
@@ -753,14 +812,7 @@ async fn run(inner: &Inner, lease: Lease) {
         }
     };
     let job = &lease.job;
-    let id = event_id(key.seq);
-    let span = tracing::info_span!(
-        "delivery",
-        event_id = %id,
-        plugin = %key.plugin,
-        version = &active.plugin.sha256[..12],
-        attempt = job.attempt,
-    );
+    let plugin_runs = event.is_some();
     let started_ms = now_ms();
     let report = match event {
         Some(e) => {
@@ -824,7 +876,7 @@ async fn run(inner: &Inner, lease: Lease) {
         (_, Next::Done) => {}
     }
     let outcome = report.outcome.clone();
-    let duration_us = u64::try_from(report.duration.as_micros()).unwrap_or(u64::MAX);
+    let ran = plugin_runs.then_some((report.duration, report.fuel_used));
     let attempt = Attempt::new(
         job.round,
         job.attempt,
@@ -859,7 +911,15 @@ async fn run(inner: &Inner, lease: Lease) {
         }
         Next::RetryAt(_) => {}
     }
-    inner.count(&key.plugin, &outcome, next, now, duration_us);
+    inner.count(
+        &key.plugin,
+        Counted {
+            outcome: &outcome,
+            next,
+            finished_ms: now,
+            ran,
+        },
+    );
     let retry_at = match next {
         Next::RetryAt(at) => Some(at),
         _ => None,
