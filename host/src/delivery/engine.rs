@@ -756,16 +756,11 @@ async fn follow_registry(inner: Arc<Inner>) {
             };
             let mut all = names;
             all.extend(inner.registry.list().into_iter().map(|s| s.name));
-            let policies: Vec<(Arc<str>, Policy)> = all
-                .into_iter()
-                .map(|n| {
-                    let p = inner.registry.policy(&n);
-                    (n, p)
-                })
-                .collect();
+            // Read under the queue's lock (see `run`): the last policy set
+            // is the registry's latest.
             let mut sched = inner.lock_sched();
-            for (name, policy) in &policies {
-                sched.set_policy(name, *policy);
+            for name in &all {
+                sched.set_policy(name, inner.registry.policy(name));
             }
         }
         inner.wake.notify_one();
@@ -783,9 +778,11 @@ async fn run(inner: &Inner, lease: Lease) {
         // Paused or removed since it was leased: it waits, and the queue
         // learns now (not only when the registry watcher runs) that the
         // plugin is unavailable, so it is not leased again meanwhile.
-        let policy = inner.registry.policy(&key.plugin);
+        // The policy is read under the queue's lock, so a newer one set
+        // by `follow_registry` (the plugin back already) is never
+        // overwritten by this older view.
         let mut sched = inner.lock_sched();
-        sched.set_policy(&key.plugin, policy);
+        sched.set_policy(&key.plugin, inner.registry.policy(&key.plugin));
         sched.give_back(lease, 0, now_ms());
         return;
     };
