@@ -28,7 +28,7 @@ pub use host::Grants;
 pub use invoke::{CallSettings, Event};
 pub use limits::{Limits, LogLimits};
 pub use outcome::{CallReport, LogLevel, LogLine, Outcome, TrapKind};
-pub use plugin::{sha256_hex, LoadError, Plugin, PluginInfo};
+pub use plugin::{sha256_hex, valid_plugin_name, LoadError, Plugin, PluginInfo};
 
 use crate::kv::KvStore;
 use cache::ArtifactCache;
@@ -94,7 +94,14 @@ struct Inner {
     cache: ArtifactCache,
     kv: KvStore,
     metering: bool,
+    /// Loads compiling at once (see [`MAX_COMPILES`]).
+    compiles: tokio::sync::Semaphore,
 }
+
+/// Most plugins compiling at once: a compile keeps a core busy (seconds
+/// and hundreds of MB for an interpreter-based plugin), so many new files
+/// or uploads at once queue instead of starving ingest.
+pub const MAX_COMPILES: usize = 2;
 
 impl Runtime {
     /// Build the engine, link the host imports and start the epoch ticker.
@@ -122,6 +129,7 @@ impl Runtime {
                 cache,
                 kv,
                 metering: config.metering,
+                compiles: tokio::sync::Semaphore::new(MAX_COMPILES),
             }),
         })
     }

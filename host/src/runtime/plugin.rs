@@ -103,13 +103,18 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Longest plugin name: it appears in URLs, metrics labels and log lines.
 const MAX_NAME_BYTES: usize = 64;
 
-fn check_name(name: &str) -> Result<(), LoadError> {
-    let ok = !name.is_empty()
+/// Whether `name` may name a plugin: 1-64 of `a-z 0-9 - _`, because it
+/// becomes a file name, a URL segment, a sled tree name and a metric label.
+pub fn valid_plugin_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= MAX_NAME_BYTES
         && name
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if ok {
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn check_name(name: &str) -> Result<(), LoadError> {
+    if valid_plugin_name(name) {
         Ok(())
     } else {
         Err(LoadError::InvalidName(name.to_owned()))
@@ -178,13 +183,20 @@ impl Runtime {
     /// Compilation runs on a blocking thread, never on the async runtime.
     pub async fn load(&self, name: &str, wasm: Vec<u8>) -> Result<Arc<Plugin>, LoadError> {
         check_name(name)?;
-        check_header(&wasm)?;
-        let sha256 = sha256_hex(&wasm);
+        // A folder of new plugins or several uploads compile a few at a
+        // time, not all at once. The semaphore is never closed.
+        let _permit = self.inner.compiles.acquire().await.ok();
         let rt = self.clone();
-        let digest = sha256.clone();
-        let pre = tokio::task::spawn_blocking(move || rt.compile_and_link(&digest, &wasm))
-            .await
-            .map_err(|e| LoadError::Compile(format!("compile task failed: {e}")))??;
+        let (sha256, pre) = tokio::task::spawn_blocking(move || {
+            // Hashing a large component takes milliseconds: off the
+            // async runtime too.
+            check_header(&wasm)?;
+            let sha256 = sha256_hex(&wasm);
+            let pre = rt.compile_and_link(&sha256, &wasm)?;
+            Ok::<_, LoadError>((sha256, pre))
+        })
+        .await
+        .map_err(|e| LoadError::Compile(format!("compile task failed: {e}")))??;
 
         let kv = self.inner.kv.namespace(name)?;
         let mut plugin = Plugin {
