@@ -261,8 +261,21 @@ impl Registry {
         );
         let _one_at_a_time = lock.lock().await;
         let path = self.file(name);
-        let wasm = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
+        // Reading and hashing a large file takes milliseconds: off the
+        // async runtime, which also serves ingest.
+        let read = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || {
+                std::fs::read(&path).map(|wasm| {
+                    let sha256 = crate::runtime::sha256_hex(&wasm);
+                    (wasm, sha256)
+                })
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+        };
+        let (wasm, sha256) = match read {
+            Ok(read) => read,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if self.read().contains_key(name) {
                     self.update(name, |slot| slot.file_present = false);
@@ -279,7 +292,7 @@ impl Registry {
                 return Err(ReloadError::Read { path, source });
             }
         };
-        if let Some(same) = self.unchanged(name, &wasm) {
+        if let Some(same) = self.unchanged(name, &sha256) {
             // The same bytes again (a touched file, a copy of the same
             // build): nothing to compile; the file is back if it was gone.
             self.update(name, |slot| {
@@ -331,10 +344,10 @@ impl Registry {
         });
     }
 
-    /// The active version of `name` when `wasm` is exactly its bytes.
-    fn unchanged(&self, name: &str, wasm: &[u8]) -> Option<Arc<Plugin>> {
+    /// The active version of `name` when its SHA-256 is `sha256`.
+    fn unchanged(&self, name: &str, sha256: &str) -> Option<Arc<Plugin>> {
         let active = self.read().get(name)?.active.clone()?;
-        (active.plugin.sha256 == crate::runtime::sha256_hex(wasm)).then_some(active.plugin)
+        (active.plugin.sha256 == sha256).then_some(active.plugin)
     }
 
     /// Put `wasm` into the folder as `NAME.wasm` atomically: written to a
@@ -346,12 +359,33 @@ impl Registry {
         use std::io::Write;
         let mut file = tempfile::Builder::new()
             .prefix(&format!(".{name}.wasm."))
-            .suffix(".upload")
+            .suffix(UPLOAD_SUFFIX)
             .tempfile_in(&self.inner.dir)?;
         file.write_all(wasm)?;
         file.as_file().sync_all()?;
         file.persist(self.file(name)).map_err(|e| e.error)?;
         sync_dir(&self.inner.dir)
+    }
+
+    /// Remove what uploads interrupted by a crash left in the folder (their
+    /// hidden temporary files, up to 64 MiB each). Call it at start only,
+    /// before any upload can be under way. Blocking.
+    pub fn remove_stale_uploads(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.inner.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with('.') && name.contains(".wasm.") && name.ends_with(UPLOAD_SUFFIX) {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => tracing::info!(file = name, "removed an interrupted upload"),
+                    Err(e) => {
+                        tracing::warn!(file = name, error = %e, "cannot remove an interrupted upload")
+                    }
+                }
+            }
+        }
     }
 
     /// Remove `NAME.wasm` from the folder (the watcher then marks the
@@ -502,9 +536,19 @@ fn route_of(slot: &Slot) -> Option<Route> {
     })
 }
 
+/// The end of an upload's temporary file name (`.NAME.wasm.XXXX.upload`).
+const UPLOAD_SUFFIX: &str = ".upload";
+
 /// Make a rename or removal in `dir` durable.
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// The plugin a file of the folder is: `NAME` for `NAME.wasm`, nothing
+/// for hidden files (uploads and deploys in progress) and anything else.
+pub fn plugin_of_file(file_name: &str) -> Option<&str> {
+    let name = file_name.strip_suffix(".wasm")?;
+    (!name.is_empty() && !name.starts_with('.')).then_some(name)
 }
 
 /// Names of the top-level `*.wasm` files of `dir` (not hidden, not in
@@ -517,17 +561,13 @@ pub fn plugin_files(dir: &Path) -> std::io::Result<Vec<String>> {
         if !entry.file_type()?.is_file() && !path.is_file() {
             continue;
         }
-        let Some(name) = path
+        if let Some(name) = path
             .file_name()
             .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".wasm"))
-        else {
-            continue;
-        };
-        if name.is_empty() || name.starts_with('.') {
-            continue;
+            .and_then(plugin_of_file)
+        {
+            names.push(name.to_owned());
         }
-        names.push(name.to_owned());
     }
     names.sort();
     Ok(names)

@@ -153,6 +153,7 @@ pub async fn run(
             None
         }
     };
+    registry.remove_stale_uploads();
     let started = Instant::now();
     let active = registry.scan().await;
     tracing::info!(

@@ -166,8 +166,7 @@ fn plugin_name<'a>(dir: &Path, path: &'a Path) -> Option<&'a str> {
     if path.parent()? != dir {
         return None;
     }
-    let name = path.file_name()?.to_str()?.strip_suffix(".wasm")?;
-    (!name.is_empty() && !name.starts_with('.')).then_some(name)
+    crate::registry::plugin_of_file(path.file_name()?.to_str()?)
 }
 
 /// Reload each plugin once its wait is over; sleeps until the next due
