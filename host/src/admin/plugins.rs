@@ -25,7 +25,7 @@ use crate::api::ApiError;
 use crate::delivery::engine::PluginStats;
 use crate::kv::KvError;
 use crate::registry::{ReloadError, Slot};
-use crate::runtime::LoadError;
+use crate::runtime::{valid_plugin_name, LoadError};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -103,7 +103,7 @@ pub(super) async fn reload(
     let engine = admin.engine()?;
     let registry = engine.registry();
     let known = registry.get(&name).is_some();
-    if !known && !valid_name(&name) {
+    if !known && !valid_plugin_name(&name) {
         return Err(unknown(&name));
     }
     match registry.reload(&name).await {
@@ -141,15 +141,17 @@ const WATCHER_WAIT: Duration = Duration::from_secs(5);
 /// is 422 `invalid_plugin` and the running version stays. A valid one is
 /// written into the plugins folder atomically, and the folder watcher
 /// loads it from there like any file dropped into the folder (its
-/// compiled code is already cached by the validation). Answers the plugin
+/// compiled code is already cached by the validation; should the watcher
+/// not act within 5 s, the upload is loaded directly). Answers the plugin
 /// object once the upload is the active version: 201 for a new plugin, 200
-/// for a new version.
+/// for a new version; 409 `superseded` when another change to the file
+/// (a second upload, a deletion) won the race.
 pub(super) async fn upload(
     State(admin): State<Arc<Admin>>,
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    if !valid_name(&name) {
+    if !valid_plugin_name(&name) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_name",
@@ -197,6 +199,12 @@ pub(super) async fn upload(
         tracing::warn!(plugin = %name, "the folder watcher did not load the upload in time; loading it now");
         let _ = registry.reload(&name).await;
     }
+    if !active(registry.get(&name).as_ref()) {
+        return Err(superseded(
+            &name,
+            "the file changed again before this upload became active (another upload, a deletion, or a file written into the folder)",
+        ));
+    }
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -217,7 +225,7 @@ pub(super) async fn delete(
     let engine = admin.engine()?;
     let registry = engine.registry().clone();
     let known = registry.get(&name).is_some();
-    if !valid_name(&name) {
+    if !known && !valid_plugin_name(&name) {
         return Err(unknown(&name));
     }
     let remover = registry.clone();
@@ -235,11 +243,26 @@ pub(super) async fn delete(
     if !registry.wait_for(&name, WATCHER_WAIT, gone).await {
         let _ = registry.reload(&name).await;
     }
+    if !gone(registry.get(&name).as_ref()) {
+        return Err(superseded(
+            &name,
+            "the file came back (an upload, or a file written into the folder) right after it was deleted",
+        ));
+    }
     match registry.get(&name) {
         Some(_) => current(&admin, &name),
         // A file the registry never saw: nothing waits for it.
         None => Ok(Json(json!({ "name": name, "state": "removed" }))),
     }
+}
+
+/// 409 `superseded`: another change to the plugin's file won the race.
+fn superseded(name: &str, what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "superseded",
+        format!("{name}: {what}; GET /admin/plugins/{name} shows what is active now"),
+    )
 }
 
 /// 500 for a plugins folder the server cannot write: the operator's
@@ -285,7 +308,7 @@ pub(super) async fn kv(
     let page_size = u32::try_from(limit).map_err(|_| bad_request("limit is too large"))?;
     // A name the runtime refuses never ran, so it has no entries; opening
     // its namespace would only create an empty tree.
-    let entries = if valid_name(&name) {
+    let entries = if valid_plugin_name(&name) {
         admin
             .kv
             .namespace(&name)
@@ -315,15 +338,6 @@ fn current(admin: &Admin, name: &str) -> Result<Json<Value>, ApiError> {
     let slot = engine.registry().get(name).ok_or_else(|| unknown(name))?;
     let stats = engine.stats();
     Ok(Json(plugin_json(&slot, stats.plugins.get(name))))
-}
-
-/// The runtime's rule for plugin names (they are file names, URL segments
-/// and sled tree names).
-fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 fn unknown(name: &str) -> ApiError {
@@ -375,10 +389,10 @@ mod tests {
     #[test]
     fn names_that_could_leave_the_folder_are_not_plugin_names() {
         for ok in ["echo", "stripe-billing", "a_1", &"x".repeat(64)] {
-            assert!(valid_name(ok), "{ok}");
+            assert!(valid_plugin_name(ok), "{ok}");
         }
         for bad in ["", "../x", "a/b", "Echo", "a.b", "a:b", &"x".repeat(65)] {
-            assert!(!valid_name(bad), "{bad}");
+            assert!(!valid_plugin_name(bad), "{bad}");
         }
     }
 }
