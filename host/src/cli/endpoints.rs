@@ -62,13 +62,30 @@ pub fn admin_target(
     let config = load_config(config_path, env).context(
         "reading the config for the admin API's address and token (or give --admin URL and --token)",
     )?;
+    // The config's token goes only to the config's own admin address, or
+    // to this machine: `--admin http://elsewhere` never gets it unasked.
+    let config_token = match &base {
+        None => config.server.admin_token,
+        Some(url) if is_loopback(url) => config.server.admin_token,
+        Some(_) => None,
+    };
     Ok(AdminTarget {
         base: match base {
             Some(b) => b,
             None => http_url(config.server.admin_listen)?,
         },
-        token: token.or(config.server.admin_token),
+        token: token.or(config_token),
     })
+}
+
+/// Whether `url` names this machine.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 /// The URL `send` posts a webhook for `source` to.
@@ -207,9 +224,13 @@ mod tests {
         assert_eq!(token(&t).as_deref(), Some("flag"));
 
         let only_config = env(&[("CFG_TOKEN", "from-config")]);
+        let t = admin_target(Some("127.0.0.1:1"), None, Some(&path), &only_config).expect("target");
+        assert_eq!(t.base.as_str(), "http://127.0.0.1:1/");
+        assert_eq!(token(&t).as_deref(), Some("from-config"));
+        // Another host never gets the config's token unasked.
         let t = admin_target(Some("h:1"), None, Some(&path), &only_config).expect("target");
         assert_eq!(t.base.as_str(), "http://h:1/");
-        assert_eq!(token(&t).as_deref(), Some("from-config"));
+        assert_eq!(token(&t), None);
 
         // URL and token on the command line: the config is not read, so
         // a config that does not load (its env secret is unset) is no

@@ -397,7 +397,20 @@ fn table(out: &mut dyn Write, headers: &[&str], rows: Vec<Vec<String>>) -> io::R
 fn text(v: &Value) -> String {
     match v {
         Value::Null => "-".to_owned(),
-        Value::String(s) => s.clone(),
+        // Event kinds, bodies and log lines come from senders and plugins:
+        // control characters are shown escaped, never sent to the terminal
+        // (an escape sequence could rewrite the screen or the clipboard).
+        Value::String(s) => s
+            .chars()
+            .flat_map(|c| {
+                let escaped: Vec<char> = if c.is_control() {
+                    c.escape_default().collect()
+                } else {
+                    vec![c]
+                };
+                escaped
+            })
+            .collect(),
         Value::Number(n) => match n.as_f64() {
             Some(f) if n.is_f64() => format!("{f:.1}"),
             _ => n.to_string(),
