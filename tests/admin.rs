@@ -117,6 +117,7 @@ async fn the_token_guards_everything_but_the_probes() {
     }
 
     let with = |v: &str| vec![("authorization".to_string(), v.as_bytes().to_vec())];
+    let new_version = hookhost_tests::variant(&hookhost_tests::wasm("echo"), "refused");
     for (method, path) in [
         ("GET", "/admin/stats"),
         ("GET", "/admin/plugins"),
@@ -135,9 +136,10 @@ async fn the_token_guards_everything_but_the_probes() {
             with("Bearer wrong"),
             with(&format!("Bearer {}", &TOKEN[..TOKEN.len() - 1])),
         ] {
-            // A refused upload carries a body: it must not be read or used.
+            // A refused request carries a good new version: it must not be
+            // read or used.
             let a = c
-                .send(method, admin, path, &headers, b"\0asm".to_vec())
+                .send(method, admin, path, &headers, new_version.clone())
                 .await
                 .expect("send");
             assert_error(&a, 401, "unauthorized");
@@ -155,6 +157,10 @@ async fn the_token_guards_everything_but_the_probes() {
     assert_eq!(
         (&echo["state"], &echo["loads"]),
         (&"active".into(), &1.into())
+    );
+    assert_eq!(
+        echo["sha256"],
+        sha256_hex(&hookhost_tests::wasm_path("echo"))
     );
     assert!(plugins_dir(dir.path()).join("echo.wasm").exists());
 

@@ -92,13 +92,14 @@ fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
-/// A loopback port free right now (for a server that binds what its config
-/// says, like `hookhost serve`).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// Two distinct loopback ports free right now (for a server that binds what
+/// its config says, like `hookhost serve`): both are held until both are
+/// known, so they differ.
+fn free_ports() -> (u16, u16) {
+    let bind = || std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let (a, b) = (bind(), bind());
+    let port = |l: &std::net::TcpListener| l.local_addr().expect("addr").port();
+    (port(&a), port(&b))
 }
 
 /// `GET path` on the admin API with the token: status and JSON body.
@@ -153,7 +154,7 @@ fn the_local_loop_serve_send_and_look() {
     // `hookhost serve` on its own thread and runtime, binding the ports
     // its config names; the rest of the CLI finds it through the same
     // config file.
-    let (ingest, admin) = (free_port(), free_port());
+    let (ingest, admin) = free_ports();
     let (dir, config) = plugin_setup(
         &[("echo", "echo")],
         &format!(

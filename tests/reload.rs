@@ -193,7 +193,7 @@ async fn a_call_in_flight_finishes_on_the_version_it_started_with() {
         &[("id-counter", "slow")],
         "",
         &format!(
-            "[[source]]\nname = \"github\"\nscheme = \"github\"\nsecrets = [\"{SECRET}\"]\n\n[plugin.slow]\nconfig = {{ sleep_ms = \"800\" }}"
+            "[[source]]\nname = \"github\"\nscheme = \"github\"\nsecrets = [\"{SECRET}\"]\n\n[plugin.slow]\nconfig = {{ sleep_ms = \"2000\" }}"
         ),
     );
     let server = TestServer::start(&config).await;
@@ -206,7 +206,11 @@ async fn a_call_in_flight_finishes_on_the_version_it_started_with() {
     let first = send(&c, ingest, "in-flight").await;
     wait_plugin(&c, admin, "slow", "a call running", |p| p["in_flight"] == 1).await;
     deploy(dir.path(), "slow", &new_bytes);
-    wait_plugin(&c, admin, "slow", "the new version", |p| p["sha256"] == new).await;
+    let p = wait_plugin(&c, admin, "slow", "the new version", |p| p["sha256"] == new).await;
+    assert_eq!(
+        p["in_flight"], 1,
+        "the call was still running at the swap: {p}"
+    );
     let second = send(&c, ingest, "after-swap").await;
     wait_delivered(&c, admin, 2).await;
     assert_eq!(
@@ -342,7 +346,7 @@ async fn a_broken_file_dropped_into_the_folder_leaves_the_old_version_serving() 
             std::fs::File::create(plugins_dir(dir.path()).join("echo.wasm")).expect("create");
         f.write_all(&v2[..v2.len() / 2]).expect("first half");
         f.flush().expect("flush");
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
         f.write_all(&v2[v2.len() / 2..]).expect("second half");
     }
     let p = wait_plugin(&c, admin, "echo", "the repaired version", |p| {
