@@ -146,7 +146,7 @@ pub async fn run(
     // Watching starts before the first scan, so a file changed between
     // the two is not missed. Without a watch the server still runs;
     // reloads then come only from the admin API.
-    let _folder_watch = match crate::watcher::watch(registry.clone(), shutdown.clone()) {
+    let folder_watch = match crate::watcher::watch(registry.clone(), shutdown.clone()) {
         Ok(watch) => Some(watch),
         Err(e) => {
             tracing::error!(error = %e, "hot reload is off: the plugins folder cannot be watched");
@@ -227,6 +227,9 @@ pub async fn run(
     let _ = applier.await;
     let spent = drain_started.get().map_or(Duration::ZERO, Instant::elapsed);
     engine.drain(grace.saturating_sub(spent)).await;
+    if let Some(watch) = folder_watch {
+        watch.stop().await;
+    }
     db.flush_async()
         .await
         .map_err(|e| open_error("sled (final flush)", e))?;

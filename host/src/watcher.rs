@@ -61,9 +61,22 @@ pub enum WatchError {
     },
 }
 
-/// A running watch. Dropping it stops watching.
+/// A running watch. Dropping it stops watching; [`FolderWatch::stop`]
+/// also waits until nothing it started holds the registry any more.
 pub struct FolderWatch {
-    _watcher: RecommendedWatcher,
+    watcher: RecommendedWatcher,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FolderWatch {
+    /// Stop watching and wait for the reload task (it ends at the shutdown
+    /// signal, aborting reloads under way): once this returns, the watch
+    /// holds no reference to the registry, so a server started next in the
+    /// same process can open the same data directory.
+    pub async fn stop(self) {
+        drop(self.watcher);
+        let _ = self.task.await;
+    }
 }
 
 /// What the watcher has seen and not yet acted on.
@@ -116,9 +129,9 @@ pub fn watch(registry: Registry, shutdown: CancellationToken) -> Result<FolderWa
             path: dir.clone(),
             source,
         })?;
-    tokio::spawn(reload_when_due(registry, due, wake, shutdown));
+    let task = tokio::spawn(reload_when_due(registry, due, wake, shutdown));
     tracing::info!(dir = %dir.display(), "watching the plugins folder");
-    Ok(FolderWatch { _watcher: watcher })
+    Ok(FolderWatch { watcher, task })
 }
 
 fn lock(due: &Mutex<Due>) -> std::sync::MutexGuard<'_, Due> {
@@ -177,7 +190,10 @@ async fn reload_when_due(
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
+    let mut reloads = tokio::task::JoinSet::new();
     loop {
+        // Forget finished reloads (their results are in the registry).
+        while reloads.try_join_next().is_some() {}
         let next = lock(&due).earliest();
         let sleep = async {
             match next {
@@ -186,7 +202,10 @@ async fn reload_when_due(
             }
         };
         tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => {
+                reloads.shutdown().await;
+                return;
+            }
             () = wake.notified() => continue,
             () = sleep => {}
         }
@@ -210,7 +229,7 @@ async fn reload_when_due(
         };
         if rescan {
             let registry = registry.clone();
-            tokio::spawn(async move {
+            reloads.spawn(async move {
                 registry.scan().await;
             });
         }
@@ -219,7 +238,7 @@ async fn reload_when_due(
             // plugin takes seconds) holds up no other plugin. Reloads of
             // one plugin queue behind each other in the registry.
             let registry = registry.clone();
-            tokio::spawn(async move {
+            reloads.spawn(async move {
                 let _ = registry.reload(&name).await;
             });
         }

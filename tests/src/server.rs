@@ -102,7 +102,7 @@ impl TestServer {
     /// Load the config file, serve on two free loopback ports, and wait
     /// until ready.
     pub async fn start(config_file: &Path) -> Self {
-        let server = Self::spawn(config_file).await;
+        let mut server = Self::spawn(config_file).await;
         server.wait_ready().await;
         server
     }
@@ -119,7 +119,7 @@ impl TestServer {
         config_file: &Path,
         tweak: impl FnOnce(&mut hookhost::config::Config),
     ) -> Self {
-        let server = Self::spawn_with(config_file, tweak).await;
+        let mut server = Self::spawn_with(config_file, tweak).await;
         server.wait_ready().await;
         server
     }
@@ -152,9 +152,13 @@ impl TestServer {
         }
     }
 
-    /// Poll `/readyz` until it answers 200 (at most 30 s).
-    pub async fn wait_ready(&self) {
-        wait_ready(self.admin).await;
+    /// Poll `/readyz` until it answers 200 (at most 30 s); a server that
+    /// stops first fails with its error instead of a timeout.
+    pub async fn wait_ready(&mut self) {
+        tokio::select! {
+            () = wait_ready(self.admin) => {}
+            r = &mut self.task => panic!("the server stopped before it was ready: {r:?}"),
+        }
     }
 
     /// Drain and stop; the server's result.
