@@ -537,17 +537,23 @@ impl Engine {
                 "deliveries still running at the end of the grace period; they run again at next start"
             ),
         }
-        self.inner
-            .threads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .stop();
+        // Taken out of the lock first: the wait is async.
+        let mut threads = std::mem::replace(
+            &mut *self.inner.threads.lock().unwrap_or_else(|p| p.into_inner()),
+            DeliveryThreads::stopped(),
+        );
+        threads.stop_and_wait(THREADS_STOP_WAIT).await;
         let delivered = self.inner.delivered.load(Ordering::Relaxed);
         if let Err(e) = self.inner.records.save_delivered(delivered) {
             tracing::error!(error = %e, "saving the delivered total failed; the next start counts again");
         }
     }
 }
+
+/// Longest a drain waits for the delivery threads' tasks to be dropped
+/// once their time is up (they stop at their next yield; a call yields
+/// every epoch tick).
+const THREADS_STOP_WAIT: Duration = Duration::from_secs(5);
 
 impl OnApplied for Engine {
     fn applied(&self, records: &[Record], replayed: bool) -> Result<(), StoreError> {

@@ -21,8 +21,9 @@ use tokio::runtime::{Builder, Handle, Runtime};
 /// nice): the lowest, so acknowledgements come first (see the module doc).
 pub const NICE: i32 = 19;
 
-/// The delivery runtime. Stopped (without waiting for its tasks) when
-/// dropped or by [`DeliveryThreads::stop`].
+/// The delivery runtime. Stopped when dropped or by
+/// [`DeliveryThreads::stop`] (without waiting for its tasks), or by
+/// [`DeliveryThreads::stop_and_wait`].
 pub struct DeliveryThreads {
     runtime: Option<Runtime>,
 }
@@ -42,13 +43,30 @@ impl DeliveryThreads {
         })
     }
 
+    /// A runtime already stopped (what is left after a stop).
+    pub fn stopped() -> Self {
+        Self { runtime: None }
+    }
+
     /// Where to spawn delivery tasks; `None` once stopped.
     pub fn handle(&self) -> Option<Handle> {
         self.runtime.as_ref().map(|r| r.handle().clone())
     }
 
-    /// Stop the runtime without blocking: its tasks are dropped (a call cut
-    /// short runs again at next start, as after a crash).
+    /// Stop the runtime and wait, at most `within`, until its tasks are
+    /// dropped (a call cut short runs again at next start, as after a
+    /// crash). Waiting matters: what those tasks hold (the store, the
+    /// registry, sled) must be released before the server returns, or a
+    /// server started next on the same data dir cannot open it. The wait
+    /// runs on a blocking thread.
+    pub async fn stop_and_wait(&mut self, within: std::time::Duration) {
+        if let Some(runtime) = self.runtime.take() {
+            let _ = tokio::task::spawn_blocking(move || runtime.shutdown_timeout(within)).await;
+        }
+    }
+
+    /// Stop the runtime without blocking: its tasks are dropped in the
+    /// background (a call cut short runs again at next start).
     pub fn stop(&mut self) {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
