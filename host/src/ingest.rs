@@ -144,6 +144,18 @@ pub struct Ingest {
 }
 
 impl Ingest {
+    /// The configured source a `/webhooks/{source}` path names, if any.
+    fn source_of(&self, path: &Result<Path<String>, PathRejection>) -> Option<&Arc<Source>> {
+        path.as_ref()
+            .ok()
+            .and_then(|Path(name)| self.sources.get(name))
+    }
+
+    /// Where an answer about `source` is counted (no source: `(unknown)`).
+    fn counters_of<'a>(&'a self, source: Option<&'a Arc<Source>>) -> &'a SourceMetrics {
+        source.map_or(&self.metrics.unknown_source, |s| &s.metrics)
+    }
+
     /// The pipeline, when ingest takes events now; else why not.
     pub fn ready_pipeline(&self) -> Result<&Pipeline, NotReady> {
         if self.readiness.is_draining() {
@@ -230,17 +242,12 @@ async fn receive(
 ) -> Response {
     let started = Instant::now();
     // The one lookup of the source: its counters and its checks.
-    let source = path
-        .as_ref()
-        .ok()
-        .and_then(|Path(name)| ingest.sources.get(name));
+    let source = ingest.source_of(&path);
     let response = accept(&ingest, source, path, peer, request)
         .await
         .unwrap_or_else(IntoResponse::into_response);
     let status = response.status();
-    source
-        .map_or(&ingest.metrics.unknown_source, |s| &s.metrics)
-        .answered(status);
+    ingest.counters_of(source).answered(status);
     if status == StatusCode::OK {
         ingest.metrics.acknowledged(started.elapsed());
     }
@@ -252,12 +259,8 @@ async fn wrong_method(
     State(ingest): State<Arc<Ingest>>,
     path: Result<Path<String>, PathRejection>,
 ) -> ApiError {
-    let source = path
-        .as_ref()
-        .ok()
-        .and_then(|Path(name)| ingest.sources.get(name));
-    source
-        .map_or(&ingest.metrics.unknown_source, |s| &s.metrics)
+    ingest
+        .counters_of(ingest.source_of(&path))
         .answered(StatusCode::METHOD_NOT_ALLOWED);
     ApiError::method_not_allowed("POST")
 }
