@@ -32,16 +32,21 @@ import * as witConfig from "hookhost:plugin/config@0.1.0";
 export class HandlerError extends Error {}
 
 /** A transient failure: hookhost retries with exponential backoff. */
+// componentize-js turns a thrown value into the `err` of a `result` only
+// when `payload` is an OWN property (a getter on the class is ignored and
+// the throw becomes a trap), hence the assignment in the constructor.
 export class Retry extends HandlerError {
-  get payload() {
-    return { tag: "retry", val: this.message };
+  constructor(message) {
+    super(message);
+    this.payload = { tag: "retry", val: this.message };
   }
 }
 
 /** A permanent failure: hookhost dead-letters the event at once. */
 export class Reject extends HandlerError {
-  get payload() {
-    return { tag: "reject", val: this.message };
+  constructor(message) {
+    super(message);
+    this.payload = { tag: "reject", val: this.message };
   }
 }
 
@@ -237,6 +242,10 @@ export function defineHandler(h) {
         if (e instanceof KvError) {
           throw e.code === "unavailable" ? new Retry(e.message) : new Reject(e.message);
         }
+        // A crash: the instance traps (retried like Retry). Leave the
+        // operator one line saying what it was; stderr goes nowhere.
+        const where = e && typeof e.stack === "string" ? e.stack.split("\n")[0] : "";
+        witLog.log("error", "unhandled exception", [["error", where ? `${e} at ${where}` : String(e)]]);
         throw e;
       }
     },

@@ -4,6 +4,7 @@ from componentize_py_types import Err
 from wit_world.imports import types as _wit
 
 from ._event import Event, Info, Reject, Retry
+from . import log as _log
 from .kv import KvError, KvUnavailable
 
 
@@ -51,6 +52,12 @@ def export(handler_class):
                 raise Err(_wit.Error_Retry(str(e)))
             except KvError as e:
                 raise Err(_wit.Error_Reject(str(e)))
+            except BaseException as e:
+                # A crash: the instance traps (retried like Retry). The
+                # traceback goes to stderr, which goes nowhere, so leave the
+                # operator one line saying what it was.
+                _log.error("unhandled exception", error=f"{type(e).__name__}: {e}")
+                raise
 
     _Export.__name__ = handler_class.__name__
     return _Export
