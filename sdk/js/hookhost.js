@@ -50,8 +50,72 @@ export class Reject extends HandlerError {
   }
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
-const utf8Encoder = new TextEncoder();
+// UTF-8 both ways. StarlingMonkey has TextDecoder/TextEncoder; the QuickJS
+// backend (componentize-qjs) has neither, so fall back to plain JS there.
+const utf8 =
+  typeof TextDecoder === "function"
+    ? new TextDecoder("utf-8", { fatal: true })
+    : { decode: decodeUtf8 };
+const utf8Encoder = typeof TextEncoder === "function" ? new TextEncoder() : { encode: encodeUtf8 };
+
+/** Strict UTF-8 decoding (throws on malformed input, like a fatal
+ * TextDecoder); a leading byte-order mark is dropped, as TextDecoder does. */
+function decodeUtf8(bytes) {
+  const n = bytes.length;
+  const units = [];
+  let out = "";
+  let i = n >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0;
+  while (i < n) {
+    const c = bytes[i++];
+    let cp, need, min;
+    if (c < 0x80) { cp = c; need = 0; min = 0; }
+    else if (c >= 0xc2 && c < 0xe0) { cp = c & 0x1f; need = 1; min = 0x80; }
+    else if (c >= 0xe0 && c < 0xf0) { cp = c & 0x0f; need = 2; min = 0x800; }
+    else if (c >= 0xf0 && c < 0xf5) { cp = c & 0x07; need = 3; min = 0x10000; }
+    else throw new TypeError("invalid UTF-8");
+    if (i + need > n) throw new TypeError("invalid UTF-8");
+    for (let k = 0; k < need; k++) {
+      const cc = bytes[i++];
+      if ((cc & 0xc0) !== 0x80) throw new TypeError("invalid UTF-8");
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+      throw new TypeError("invalid UTF-8");
+    }
+    if (cp >= 0x10000) {
+      cp -= 0x10000;
+      units.push(0xd800 + (cp >> 10), 0xdc00 + (cp & 0x3ff));
+    } else {
+      units.push(cp);
+    }
+    if (units.length >= 8192) {
+      out += String.fromCharCode.apply(null, units);
+      units.length = 0;
+    }
+  }
+  return out + String.fromCharCode.apply(null, units);
+}
+
+/** UTF-8 encoding; a lone surrogate becomes U+FFFD, as in TextEncoder. */
+function encodeUtf8(str) {
+  const out = [];
+  for (let i = 0; i < str.length; i++) {
+    let cp = str.charCodeAt(i);
+    if (cp >= 0xd800 && cp <= 0xdbff && i + 1 < str.length) {
+      const lo = str.charCodeAt(i + 1);
+      if (lo >= 0xdc00 && lo <= 0xdfff) {
+        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+        i++;
+      }
+    }
+    if (cp >= 0xd800 && cp <= 0xdfff) cp = 0xfffd;
+    if (cp < 0x80) out.push(cp);
+    else if (cp < 0x800) out.push(0xc0 | (cp >> 6), 0x80 | (cp & 0x3f));
+    else if (cp < 0x10000) out.push(0xe0 | (cp >> 12), 0x80 | ((cp >> 6) & 0x3f), 0x80 | (cp & 0x3f));
+    else out.push(0xf0 | (cp >> 18), 0x80 | ((cp >> 12) & 0x3f), 0x80 | ((cp >> 6) & 0x3f), 0x80 | (cp & 0x3f));
+  }
+  return new Uint8Array(out);
+}
 
 /** One stored webhook, delivered to this plugin. */
 export class Event {
@@ -123,6 +187,12 @@ export class KvError extends Error {
   }
 }
 
+// An absent `option` is `undefined` under StarlingMonkey but `null` under
+// QuickJS: the SDK always answers `undefined`.
+function orUndefined(v) {
+  return v === null ? undefined : v;
+}
+
 function kvCall(f) {
   try {
     return f();
@@ -147,7 +217,7 @@ function kvCall(f) {
  * text and JSON so operators can read them in the admin API. */
 export const kv = {
   /** A key's raw bytes (Uint8Array), or undefined when absent. */
-  get: (key) => kvCall(() => witKv.get(key)),
+  get: (key) => orUndefined(kvCall(() => witKv.get(key))),
   /** Write a key's raw bytes. */
   set: (key, value) => kvCall(() => witKv.set(key, value)),
   /** Remove a key; true when it existed. */
@@ -222,9 +292,9 @@ export const log = {
 /** Read-only settings the operator granted this plugin. */
 export const config = {
   /** A configuration value, or undefined when not set. */
-  get: (name) => witConfig.get(name),
+  get: (name) => orUndefined(witConfig.get(name)),
   /** A secret, or undefined when not granted. Never log it. */
-  secret: (name) => witConfig.secret(name),
+  secret: (name) => orUndefined(witConfig.secret(name)),
 };
 
 /** Turn `{ describe, handle }` into the plugin's `handler` export. */
@@ -244,7 +314,8 @@ export function defineHandler(h) {
         }
         // A crash: the instance traps (retried like Retry). Leave the
         // operator one line saying what it was; stderr goes nowhere.
-        const where = e && typeof e.stack === "string" ? e.stack.split("\n")[0] : "";
+        const frame = e && typeof e.stack === "string" ? e.stack.split("\n").find((l) => l.trim()) : undefined;
+        const where = frame ? frame.trim().replace(/^at /, "") : "";
         witLog.log("error", "unhandled exception", [["error", where ? `${e} at ${where}` : String(e)]]);
         throw e;
       }
