@@ -136,6 +136,12 @@ build_js() {
     stale "$out" "$dir" "$js_sdk/hookhost.js" "$js_sdk/tools" "$root/wit" || return 0
     log "$name (jco componentize, $backend)"
     local start=$SECONDS
+    # jco strips TypeScript's types without checking them: check first.
+    if [[ $entry == *.ts ]] && ! "$js_sdk/node_modules/.bin/tsc" --noEmit --strict \
+        --target es2022 --module nodenext --moduleResolution nodenext "$entry" >&2; then
+        failed+=("$name")
+        return
+    fi
     # tools/preopen.mjs: jco 1.35 + preview2-shim 0.26 cannot read files
     # without it. -d all: the host offers no wasi:http, and a plugin has no
     # stdio, random or clocks it needs from the JS runtime.
