@@ -110,7 +110,7 @@ build_py() {
     name=$(basename "$dir")
     out="$out_dir/$name.wasm"
     [[ -f $dir/app.py ]] || { log "$name: no app.py, skipped"; return; }
-    stale "$out" "$dir" "$py_sdk/hookhost" "$root/wit" || return 0
+    stale "$out" "$dir" "$py_sdk/hookhost" "$py_sdk/requirements.txt" "$root/wit" || return 0
     log "$name (componentize-py)"
     local start=$SECONDS
     # -p order: the plugin's folder first, then the SDK. PYTHONPATH and a
@@ -133,7 +133,11 @@ build_js() {
     entry=
     for f in plugin.js plugin.ts; do [[ -f $dir/$f ]] && entry=$dir/$f && break; done
     [[ -n $entry ]] || { log "$name: no plugin.js or plugin.ts, skipped"; return; }
-    stale "$out" "$dir" "$js_sdk/hookhost.js" "$js_sdk/tools" "$root/wit" || return 0
+    # The backend is an input too: remember which one built the file.
+    local made_by="$out_dir/.$name.backend"
+    if [[ $(cat "$made_by" 2>/dev/null) == "$backend" ]]; then
+        stale "$out" "$dir" "$js_sdk/hookhost.js" "$js_sdk/tools" "$js_sdk/package-lock.json" "$root/wit" || return 0
+    fi
     log "$name (jco componentize, $backend)"
     local start=$SECONDS
     # jco strips TypeScript's types without checking them: check first.
@@ -159,6 +163,7 @@ build_js() {
         "$js_sdk/node_modules/@bytecodealliance/jco/dist/jco.js" "${args[@]}" >"$out_dir/.$name.log" 2>&1 \
         && [[ -s $out.tmp ]]; then
         mv -f "$out.tmp" "$out"
+        echo "$backend" >"$made_by"
         rm -f "$out_dir/.$name.log"
         log "$name: $(stat -c %s "$out") bytes in $((SECONDS - start)) s"
         built=$((built + 1))
