@@ -1,6 +1,9 @@
-//! Builds every plugin in `plugins/` from source for `wasm32-wasip2`, once
-//! per test build, and tells the tests where the components are
-//! (`HOOKHOST_PLUGIN_WASM_DIR`). Tests never use checked-in binaries.
+//! Builds every plugin in `plugins/` from source, once per test build: the
+//! Rust ones for `wasm32-wasip2` with cargo, the Python (`*-py`) and
+//! JavaScript (`*-js`) ones with `plugins/build-interpreted.sh` (which
+//! installs componentize-py and jco from their pinned versions first). It
+//! tells the tests where the components are (`HOOKHOST_PLUGIN_WASM_DIR`,
+//! `HOOKHOST_INTERPRETED_WASM_DIR`). Tests never use checked-in binaries.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -18,6 +21,12 @@ fn main() {
         "plugins/Cargo.toml",
         "plugins/Cargo.lock",
         "sdk/rust",
+        "sdk/python/hookhost",
+        "sdk/python/requirements.txt",
+        "sdk/js/hookhost.js",
+        "sdk/js/package-lock.json",
+        "sdk/js/tools",
+        "plugins/build-interpreted.sh",
         "wit",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
@@ -33,6 +42,13 @@ fn main() {
             if path.join("wit").exists() {
                 println!("cargo:rerun-if-changed={}", path.join("wit").display());
             }
+        }
+        let interpreted = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with("-py") || n.ends_with("-js"));
+        if interpreted {
+            println!("cargo:rerun-if-changed={}", path.display());
         }
     }
     let target_dir = plugins.join("target");
@@ -69,6 +85,25 @@ fn main() {
     }
     let out = target_dir.join("wasm32-wasip2").join("release");
     println!("cargo:rustc-env=HOOKHOST_PLUGIN_WASM_DIR={}", out.display());
+
+    // Python and JavaScript plugins: the script rebuilds only what changed
+    // and serializes concurrent runs itself.
+    let interpreted = target_dir.join("interpreted");
+    let status = Command::new("bash")
+        .arg(root.join("plugins").join("build-interpreted.sh"))
+        .arg(&interpreted)
+        .status()
+        .expect("running plugins/build-interpreted.sh");
+    if !status.success() {
+        panic!(
+            "building the Python and JavaScript plugins failed ({status}); \
+             plugins/build-interpreted.sh needs python3 (with venv) and npm"
+        );
+    }
+    println!(
+        "cargo:rustc-env=HOOKHOST_INTERPRETED_WASM_DIR={}",
+        interpreted.display()
+    );
     println!("cargo:rustc-env=HOOKHOST_REPO_ROOT={}", root.display());
 }
 

@@ -9,10 +9,37 @@ use std::sync::Arc;
 /// The folder `build.rs` built `plugins/` into.
 pub const PLUGIN_WASM_DIR: &str = env!("HOOKHOST_PLUGIN_WASM_DIR");
 
-/// Path of a plugin component by crate name (`github-issues` is built as
-/// `github_issues.wasm`).
-pub fn wasm_path(crate_name: &str) -> PathBuf {
-    PathBuf::from(PLUGIN_WASM_DIR).join(format!("{}.wasm", crate_name.replace('-', "_")))
+/// The folder `build.rs` built the Python and JavaScript plugins into.
+pub const INTERPRETED_WASM_DIR: &str = env!("HOOKHOST_INTERPRETED_WASM_DIR");
+
+/// Path of a plugin component by its folder in `plugins/`: a Rust crate
+/// (`github-issues` is built as `github_issues.wasm`), or a Python or
+/// JavaScript plugin (`echo-py`, `echo-js`).
+pub fn wasm_path(folder: &str) -> PathBuf {
+    if folder.ends_with("-py") || folder.ends_with("-js") {
+        return PathBuf::from(INTERPRETED_WASM_DIR).join(format!("{folder}.wasm"));
+    }
+    PathBuf::from(PLUGIN_WASM_DIR).join(format!("{}.wasm", folder.replace('-', "_")))
+}
+
+/// A compiled-artifact cache shared by every test and benchmark run: an
+/// interpreter-based plugin takes 5-25 s to compile, once per version
+/// instead of once per test. Safe to share: artifacts are written
+/// atomically under names holding the wasm's and the engine's digests.
+pub fn shared_artifact_cache() -> PathBuf {
+    PathBuf::from(PLUGIN_WASM_DIR).join("../../hookhost-artifact-cache")
+}
+
+/// Make `DATA/cache` (the server's artifact cache under `data_dir`) the
+/// shared one: call before the server starts.
+pub fn use_shared_artifact_cache(data_dir: &std::path::Path) {
+    let shared = shared_artifact_cache();
+    std::fs::create_dir_all(&shared).expect("shared artifact cache");
+    std::fs::create_dir_all(data_dir).expect("data dir");
+    let link = data_dir.join("cache");
+    if !link.exists() {
+        std::os::unix::fs::symlink(&shared, &link).expect("link the shared artifact cache");
+    }
 }
 
 /// The bytes of a built plugin.
