@@ -17,6 +17,7 @@ fn settings(limits: Limits) -> CallSettings {
     CallSettings {
         limits,
         grants: Arc::default(),
+        warm: None,
     }
 }
 
@@ -165,6 +166,7 @@ async fn flaky_retries_until_its_configured_attempt() {
     let s = CallSettings {
         limits: Limits::default(),
         grants: Arc::new(grants),
+        warm: None,
     };
     let mut ev = ping();
     let r = h.runtime.invoke(&flaky, &s, &ev).await;
@@ -573,6 +575,7 @@ async fn plugins_have_no_file_system_environment_or_network() {
     let s = CallSettings {
         limits: Limits::default(),
         grants: Arc::new(grants),
+        warm: None,
     };
     let r = h.runtime.invoke(&probe, &s, &ping()).await;
     assert_eq!(r.outcome, Outcome::Ok);

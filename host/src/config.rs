@@ -99,7 +99,9 @@ const SECS_PER_DAY: u64 = 86_400;
 /// what one instance may take from the host (32-bit WASM cannot use 4 GiB
 /// usefully, and 16 of them at once must still fit). A breaker that opens
 /// after 0 failures, or cools down for 0 ms, would be no breaker at all.
-const LIMITS: [(&str, u64, Option<u64>); 8] = [
+/// A warm instance lives for at most a million calls or a day: past that,
+/// a leak or stale state in it is worth a fresh start.
+const LIMITS: [(&str, u64, Option<u64>); 10] = [
     ("fuel", 1, None),
     ("timeout_ms", 1, Some(3_600_000)),
     ("memory_mb", 1, Some(1024)),
@@ -108,6 +110,8 @@ const LIMITS: [(&str, u64, Option<u64>); 8] = [
     ("backoff_base_ms", 1, None),
     ("breaker_failures", 1, None),
     ("breaker_cooldown_ms", 1, None),
+    ("warm_max_calls", 1, Some(1_000_000)),
+    ("warm_max_secs", 1, Some(86_400)),
 ];
 
 /// Every trap kind `dead_letter_traps` may name, in the order errors list
@@ -353,6 +357,15 @@ pub struct PluginDefaults {
     /// failure that retrying cannot fix (e.g. a plugin that panics on some
     /// input). No duplicates; empty: every trap is retried.
     pub dead_letter_traps: Vec<TrapKind>,
+    /// Reuse an instance across calls instead of a fresh one per call:
+    /// interpreter-based plugins (Python, JavaScript) spend most of a call
+    /// starting up. Trades isolation between events for speed, so off by
+    /// default.
+    pub warm: bool,
+    /// Calls one warm instance serves before it is replaced.
+    pub warm_max_calls: u32,
+    /// Seconds one warm instance lives before it is replaced.
+    pub warm_max_secs: u64,
 }
 
 /// Which plugin's deliveries run first when workers are busy.
@@ -404,6 +417,12 @@ pub struct PluginOverrides {
     /// Replaces [`PluginDefaults::dead_letter_traps`] (the list is not
     /// merged: `Some(vec![])` retries every trap whatever the defaults say).
     pub dead_letter_traps: Option<Vec<TrapKind>>,
+    /// Overrides [`PluginDefaults::warm`].
+    pub warm: Option<bool>,
+    /// Overrides [`PluginDefaults::warm_max_calls`].
+    pub warm_max_calls: Option<u32>,
+    /// Overrides [`PluginDefaults::warm_max_secs`].
+    pub warm_max_secs: Option<u64>,
     /// Scheduling priority of this plugin's deliveries.
     pub priority: Priority,
     /// JSON pointer into the body: deliveries with the same value there run
@@ -444,6 +463,8 @@ pub struct EffectivePlugin {
     pub breaker_cooldown_ms: u64,
     /// Trap kinds that dead-letter at once instead of being retried.
     pub dead_letter_traps: Vec<TrapKind>,
+    /// Instance reuse, if the operator opted in.
+    pub warm: Option<crate::runtime::WarmPolicy>,
     /// Scheduling priority.
     pub priority: Priority,
     /// Per-key FIFO pointer, if any.
@@ -474,6 +495,7 @@ impl Config {
                 breaker_failures: d.breaker_failures,
                 breaker_cooldown_ms: d.breaker_cooldown_ms,
                 dead_letter_traps: d.dead_letter_traps.clone(),
+                warm: warm_policy(d.warm, d.warm_max_calls, d.warm_max_secs),
                 priority: Priority::default(),
                 order_key: None,
                 subscribe: None,
@@ -496,6 +518,11 @@ impl Config {
                 .as_ref()
                 .unwrap_or(&d.dead_letter_traps)
                 .clone(),
+            warm: warm_policy(
+                o.warm.unwrap_or(d.warm),
+                o.warm_max_calls.unwrap_or(d.warm_max_calls),
+                o.warm_max_secs.unwrap_or(d.warm_max_secs),
+            ),
             priority: o.priority,
             order_key: o.order_key.clone(),
             subscribe: o.subscribe.clone(),
@@ -503,6 +530,14 @@ impl Config {
             secrets: o.secrets.clone(),
         }
     }
+}
+
+/// The warm policy the keys describe, `None` when `warm` is off.
+fn warm_policy(warm: bool, max_calls: u32, max_secs: u64) -> Option<crate::runtime::WarmPolicy> {
+    warm.then(|| crate::runtime::WarmPolicy {
+        max_calls,
+        max_age: std::time::Duration::from_secs(max_secs),
+    })
 }
 
 /// Loads the config the way `hookhost serve` does: built-in defaults, then
@@ -720,6 +755,9 @@ struct DefaultsLayer {
     breaker_failures: Option<u32>,
     breaker_cooldown_ms: Option<u64>,
     dead_letter_traps: Option<Vec<String>>,
+    warm: Option<bool>,
+    warm_max_calls: Option<u32>,
+    warm_max_secs: Option<u64>,
 }
 
 /// A source as written; complete within its layer (lists are replaced).
@@ -753,6 +791,9 @@ struct RawPlugin {
     breaker_failures: Option<u32>,
     breaker_cooldown_ms: Option<u64>,
     dead_letter_traps: Option<Vec<String>>,
+    warm: Option<bool>,
+    warm_max_calls: Option<u32>,
+    warm_max_secs: Option<u64>,
     priority: Option<String>,
     order_key: Option<String>,
     subscribe: Option<Vec<String>>,
@@ -888,6 +929,9 @@ fn resolve_defaults(raw: DefaultsLayer) -> Result<PluginDefaults, ConfigError> {
             "defaults.dead_letter_traps",
             &required(raw.dead_letter_traps, "defaults.dead_letter_traps")?,
         )?,
+        warm: required(raw.warm, "defaults.warm")?,
+        warm_max_calls: required(raw.warm_max_calls, "defaults.warm_max_calls")?,
+        warm_max_secs: required(raw.warm_max_secs, "defaults.warm_max_secs")?,
     };
     check_limits(
         "defaults",
@@ -900,6 +944,8 @@ fn resolve_defaults(raw: DefaultsLayer) -> Result<PluginDefaults, ConfigError> {
             Some(defaults.backoff_base_ms),
             Some(u64::from(defaults.breaker_failures)),
             Some(defaults.breaker_cooldown_ms),
+            Some(u64::from(defaults.warm_max_calls)),
+            Some(defaults.warm_max_secs),
         ],
     )?;
     check_backoff(
@@ -1110,6 +1156,8 @@ fn resolve_plugin(
             raw.backoff_base_ms,
             raw.breaker_failures.map(u64::from),
             raw.breaker_cooldown_ms,
+            raw.warm_max_calls.map(u64::from),
+            raw.warm_max_secs,
         ],
     )?;
     let dead_letter_traps = raw
@@ -1181,6 +1229,9 @@ fn resolve_plugin(
         breaker_failures: raw.breaker_failures,
         breaker_cooldown_ms: raw.breaker_cooldown_ms,
         dead_letter_traps,
+        warm: raw.warm,
+        warm_max_calls: raw.warm_max_calls,
+        warm_max_secs: raw.warm_max_secs,
         priority,
         order_key: raw.order_key,
         subscribe: raw.subscribe,
@@ -1488,6 +1539,9 @@ secrets = { api_key = "env:BILLING_API_KEY" }
                 breaker_failures: 5,
                 breaker_cooldown_ms: 30_000,
                 dead_letter_traps: Vec::new(),
+                warm: false,
+                warm_max_calls: 1000,
+                warm_max_secs: 60,
             }
         );
         assert!(config.plugins.is_empty());
@@ -1863,6 +1917,9 @@ secrets = { api_key = "env:BILLING_API_KEY" }
             "breaker_failures",
             "breaker_cooldown_ms",
             "dead_letter_traps",
+            "warm",
+            "warm_max_calls",
+            "warm_max_secs",
             "priority",
             "order_key",
             "subscribe",

@@ -63,6 +63,7 @@ impl RunSettings {
                         .map(|(k, v)| (k.clone(), v.expose().to_owned()))
                         .collect(),
                 }),
+                warm: s.warm,
             },
             retry: RetryPolicy::from_settings(s),
             priority: s.priority,
@@ -504,6 +505,11 @@ impl Registry {
                 load_failures: 0,
             });
             change(slot);
+            // A plugin that stops running (paused, file removed) gives
+            // back the memory of its idle warm instances.
+            if let (Some(active), false) = (&slot.active, slot.state() == PluginState::Active) {
+                active.plugin.drop_warm_instances();
+            }
             let routes = Routes {
                 routes: slots.values().filter_map(route_of).collect(),
             };

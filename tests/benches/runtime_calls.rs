@@ -181,6 +181,7 @@ fn deadline_overshoot() {
             ..Limits::default()
         },
         grants: Arc::default(),
+        warm: None,
     };
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -10,6 +10,7 @@
 //!  "state":"active"|"paused"|"broken"|"removed","paused":false,
 //!  "last_error":null|{"at_ms":…,"message":"…"},"loaded_at_ms":…|null,
 //!  "loads":1,"load_failures":0,
+//!  "warm":null|{"max_calls":1000,"max_secs":60},"warm_instances":0,
 //!  "queued":0,"in_flight":0,"delivered":3,"failed_attempts":0,
 //!  "dead_lettered":0,"attempts_per_s":0.3,"duration_p50_us":…,
 //!  "duration_p99_us":…,"breaker":"closed"|"open"|"half_open"}
@@ -18,7 +19,8 @@
 //! `sha256` and the declared fields are the active version's (null when
 //! none ever loaded); `subscriptions` are the effective ones (the
 //! operator's `subscribe`, else the declared ones); the counts are since
-//! the server started, except `queued` and `in_flight`, which are now.
+//! the server started, except `queued`, `in_flight` and `warm_instances`
+//! (idle instances kept for warm mode), which are now.
 
 use super::{bad_request, not_found, page_limit, param, query, text_or_base64, Admin};
 use crate::api::ApiError;
@@ -364,6 +366,11 @@ fn plugin_json(slot: &Slot, stats: Option<&PluginStats>) -> Value {
         "loaded_at_ms": slot.loaded_at_ms,
         "loads": slot.loads,
         "load_failures": slot.load_failures,
+        "warm": slot.active.as_ref().and_then(|a| a.settings.call.warm).map(|w| json!({
+            "max_calls": w.max_calls,
+            "max_secs": w.max_age.as_secs(),
+        })),
+        "warm_instances": active.map_or(0, |p| p.warm_instances()),
     });
     let counts = json!({
         "queued": stats.map_or(0, |s| s.queued),

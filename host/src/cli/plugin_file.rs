@@ -116,6 +116,7 @@ pub async fn invoke(a: &InvokeArgs, out: &mut dyn Write) -> anyhow::Result<bool>
             config: a.set.iter().cloned().collect(),
             ..Grants::default()
         }),
+        warm: None,
     };
     let r = rt.invoke(&p, &settings, &event).await;
     writeln!(

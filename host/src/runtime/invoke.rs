@@ -1,15 +1,19 @@
-//! One plugin call: a fresh `Store` and instance with fuel, an epoch
-//! deadline, a memory limiter and an outer timeout; the result classified
-//! into an [`Outcome`] with fuel, duration and peak memory.
+//! One plugin call: a fresh `Store` and instance (or, in warm mode, a live
+//! one from the plugin's pool) with fuel, an epoch deadline, a memory
+//! limiter and an outer timeout; the result classified into an [`Outcome`]
+//! with fuel, duration and peak memory.
 //!
-//! Nothing survives a call: the instance, its memory and its WASI context
-//! are dropped with the `Store`. Only the plugin's kv writes persist.
+//! By default nothing survives a call: the instance, its memory and its
+//! WASI context are dropped with the `Store`, and only the plugin's kv
+//! writes persist. Warm mode (see [`super::warm`]) keeps a cleanly ended
+//! instance for the plugin's next call.
 
 use super::bindings::{self, exports::hookhost::plugin::handler, hookhost::plugin::types};
 use super::host::{truncate, CallContext, Grants, HostState, LogCapture};
 use super::limits::{Limits, MemoryLimiter};
 use super::outcome::{CallReport, Outcome, TrapKind};
 use super::plugin::Plugin;
+use super::warm::{WarmInstance, WarmPolicy};
 use super::Runtime;
 use crate::kv::Namespace;
 use std::sync::Arc;
@@ -44,6 +48,8 @@ pub struct CallSettings {
     pub limits: Limits,
     /// Config values and secrets the operator granted.
     pub grants: Arc<Grants>,
+    /// Reuse instances across calls (opt-in); `None`: a fresh one per call.
+    pub warm: Option<WarmPolicy>,
 }
 
 /// Longest retry/reject message or trap detail kept: a plugin returning a
@@ -68,6 +74,16 @@ pub(crate) struct CallState {
     table: ResourceTable,
     limiter: MemoryLimiter,
     pub(crate) host: HostState,
+}
+
+impl CallState {
+    /// Make a warm instance's state this call's: its context in log lines,
+    /// an empty log capture, memory peak and refusals counted from now.
+    fn begin_call(&mut self, call: CallContext, limits: &Limits) {
+        self.host.call = call;
+        self.host.logs = LogCapture::new(limits.log);
+        self.limiter.begin_call();
+    }
 }
 
 impl WasiView for CallState {
@@ -120,39 +136,65 @@ impl Runtime {
             .call(
                 plugin,
                 &settings.limits,
-                Arc::clone(&settings.grants),
+                &settings.grants,
                 kv,
                 ctx,
                 Export::Handle(wit_event),
+                settings.warm.as_ref(),
             )
             .await;
         report
     }
 
-    /// Instantiate `plugin` in a fresh store and call one export.
+    /// Call one export of `plugin`: in a fresh store and instance, or with
+    /// a `warm` policy in an idle instance from the plugin's pool (a new
+    /// one if none is idle), returned to the pool if the call ended
+    /// cleanly.
+    #[allow(clippy::too_many_arguments)] // one call's whole context
     pub(crate) async fn call(
         &self,
         plugin: &Plugin,
         limits: &Limits,
-        grants: Arc<Grants>,
+        grants: &Arc<Grants>,
         kv: Option<Namespace>,
         ctx: CallContext,
         export: Export,
+        warm: Option<&WarmPolicy>,
     ) -> (Option<Returned>, CallReport) {
         let started = Instant::now();
-        let mut store = self.new_store(limits, grants, kv, ctx);
+        let reused = warm.and_then(|policy| plugin.warm.take(policy, limits, grants));
+        let (mut store, exports, calls, born) = match reused {
+            Some(w) => {
+                let mut store = w.store;
+                store.data_mut().begin_call(ctx, limits);
+                (store, Some(w.exports), w.calls, w.born)
+            }
+            None => {
+                let store = self.new_store(limits, Arc::clone(grants), kv, ctx);
+                (store, None, 0, started)
+            }
+        };
+        self.arm(&mut store, limits);
         let outer = limits.timeout + OUTER_TIMEOUT_GRACE;
-        let result = tokio::time::timeout(outer, run(&plugin.pre, &mut store, export)).await;
+        let result =
+            tokio::time::timeout(outer, run(&plugin.pre, &mut store, exports, export)).await;
 
         let state = store.data();
+        let mut kept = None;
         let (returned, outcome) = match result {
-            Ok(Ok(Returned::Handled(Err(types::Error::Retry(m))))) => {
-                (None, Outcome::Retry(truncate(m, MAX_ERROR_BYTES)))
+            Ok(Ok((exports, returned))) => {
+                // Ended cleanly (retry and reject included): reusable.
+                kept = Some(exports);
+                match returned {
+                    Returned::Handled(Err(types::Error::Retry(m))) => {
+                        (None, Outcome::Retry(truncate(m, MAX_ERROR_BYTES)))
+                    }
+                    Returned::Handled(Err(types::Error::Reject(m))) => {
+                        (None, Outcome::Reject(truncate(m, MAX_ERROR_BYTES)))
+                    }
+                    r => (Some(r), Outcome::Ok),
+                }
             }
-            Ok(Ok(Returned::Handled(Err(types::Error::Reject(m))))) => {
-                (None, Outcome::Reject(truncate(m, MAX_ERROR_BYTES)))
-            }
-            Ok(Ok(r)) => (Some(r), Outcome::Ok),
             Ok(Err(e)) => (None, classify(&e, &state.limiter, limits)),
             Err(_elapsed) => (
                 None,
@@ -166,15 +208,30 @@ impl Runtime {
             Ok(left) => limits.fuel.saturating_sub(left),
             Err(_) => 0, // metering off (benchmarks only)
         };
-        let state = store.into_data();
+        let state = store.data_mut();
+        let logs = std::mem::replace(&mut state.host.logs, LogCapture::new(limits.log));
         let report = CallReport {
             outcome,
             fuel_used,
             duration: started.elapsed(),
             peak_memory: state.limiter.peak,
-            logs: state.host.logs.lines,
-            logs_dropped: state.host.logs.dropped,
+            logs: logs.lines,
+            logs_dropped: logs.dropped,
         };
+        // A trapped or timed-out instance is dropped here, never reused.
+        if let (Some(policy), Some(exports)) = (warm, kept) {
+            plugin.warm.put(
+                policy,
+                WarmInstance {
+                    store,
+                    exports,
+                    calls: calls + 1,
+                    born,
+                    limits: *limits,
+                    grants: Arc::clone(grants),
+                },
+            );
+        }
         (returned, report)
     }
 
@@ -207,8 +264,14 @@ impl Runtime {
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_hostcall_fuel(HOSTCALL_BYTES);
+        store
+    }
+
+    /// Give one call its fuel and deadline (before every call: a warm
+    /// instance starts each call with a full tank and a new deadline).
+    fn arm(&self, store: &mut Store<CallState>, limits: &Limits) {
         if !self.inner.metering {
-            return store;
+            return;
         }
         // Cannot fail: fuel is enabled on the engine.
         let _ = store.set_fuel(limits.fuel);
@@ -223,21 +286,27 @@ impl Runtime {
                 UpdateDeadline::Yield(1)
             })
         });
-        store
     }
 }
 
+/// Instantiate (unless warm `exports` are given) and call `export`; the
+/// instance's exports come back with the result, for reuse.
 async fn run(
     pre: &bindings::PluginPre<CallState>,
     store: &mut Store<CallState>,
+    exports: Option<bindings::Plugin>,
     export: Export,
-) -> wasmtime::Result<Returned> {
-    let instance = pre.instantiate_async(&mut *store).await?;
+) -> wasmtime::Result<(bindings::Plugin, Returned)> {
+    let instance = match exports {
+        Some(live) => live,
+        None => pre.instantiate_async(&mut *store).await?,
+    };
     let handler: &handler::Guest = instance.hookhost_plugin_handler();
-    Ok(match export {
+    let returned = match export {
         Export::Describe => Returned::Info(handler.call_describe(&mut *store).await?),
         Export::Handle(event) => Returned::Handled(handler.call_handle(&mut *store, &event).await?),
-    })
+    };
+    Ok((instance, returned))
 }
 
 /// Classify a trap by what happened, never by its message. Fuel, deadline

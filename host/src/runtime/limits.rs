@@ -90,6 +90,14 @@ impl MemoryLimiter {
             before_last_grant: None,
         }
     }
+
+    /// A warm instance's next call: the memory it holds stays counted
+    /// against the cap; the peak and the refusal are this call's.
+    pub(crate) fn begin_call(&mut self) {
+        self.peak = self.current;
+        self.refused = false;
+        self.before_last_grant = None;
+    }
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {

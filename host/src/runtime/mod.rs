@@ -1,5 +1,6 @@
 //! The plugin runtime: one wasmtime engine, plugins compiled once and
-//! pre-instantiated, and a fresh sandboxed instance for every call.
+//! pre-instantiated, and a fresh sandboxed instance for every call (or, for
+//! plugins the operator opted into warm mode, a reused one).
 //!
 //! - [`engine`]: the shared engine (pooling allocator, fuel, epochs) and
 //!   the epoch ticker.
@@ -8,6 +9,7 @@
 //! - [`invoke`]: one call under limits, ending in a [`CallReport`].
 //! - [`host`]: the `log`, `kv` and `config` imports.
 //! - [`limits`], [`outcome`]: the limits and the classified results.
+//! - [`warm`]: opt-in reuse of live instances (warm mode).
 //! - `cache`: compiled artifacts on disk; `bindings`: the one `bindgen!`.
 //!
 //! It must not know about HTTP, queues or retries: it runs one call and
@@ -22,6 +24,7 @@ pub mod invoke;
 pub mod limits;
 pub mod outcome;
 pub mod plugin;
+pub mod warm;
 
 pub use engine::PoolSize;
 pub use host::Grants;
@@ -29,6 +32,7 @@ pub use invoke::{CallSettings, Event};
 pub use limits::{Limits, LogLimits};
 pub use outcome::{CallReport, LogLevel, LogLine, Outcome, TrapKind};
 pub use plugin::{sha256_hex, valid_plugin_name, LoadError, Plugin, PluginInfo};
+pub use warm::WarmPolicy;
 
 use crate::kv::KvStore;
 use cache::ArtifactCache;

@@ -9,6 +9,7 @@ use super::host::CallContext;
 use super::invoke::{CallState, Export, Returned};
 use super::limits::Limits;
 use super::outcome::Outcome;
+use super::warm::WarmPool;
 use super::{contract, Runtime};
 use crate::kv::Namespace;
 use sha2::{Digest, Sha256};
@@ -28,6 +29,21 @@ pub struct Plugin {
     /// `sha256[..12]`, shared by every log line about this version.
     pub(crate) short_version: Arc<str>,
     pub(crate) name_arc: Arc<str>,
+    /// Idle instances kept for warm mode; dropped with this version.
+    pub(crate) warm: WarmPool,
+}
+
+impl Plugin {
+    /// Drop this version's idle warm instances (the plugin was paused or
+    /// its settings changed), freeing their memory; how many there were.
+    pub fn drop_warm_instances(&self) -> usize {
+        self.warm.clear()
+    }
+
+    /// Idle warm instances of this version right now.
+    pub fn warm_instances(&self) -> usize {
+        self.warm.idle()
+    }
 }
 
 impl std::fmt::Debug for Plugin {
@@ -211,6 +227,7 @@ impl Runtime {
             },
             pre,
             kv,
+            warm: WarmPool::default(),
         };
         plugin.info = self.describe(&plugin).await?;
         check_info(&plugin.info)?;
@@ -249,10 +266,11 @@ impl Runtime {
             .call(
                 plugin,
                 &Limits::default(),
-                Arc::default(),
+                &Arc::default(),
                 None,
                 ctx,
                 Export::Describe,
+                None,
             )
             .await;
         match (returned, report.outcome) {
