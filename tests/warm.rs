@@ -249,6 +249,14 @@ async fn the_server_runs_a_plugin_warm_when_configured_and_pausing_drops_its_ins
     let probe = json_of(&c, server.admin, "/admin/plugins/probe").await;
     assert_eq!(probe["warm"], json!({"max_calls": 100, "max_secs": 60}));
     assert_eq!(probe["warm_instances"], 1);
+    let metrics = c.get(server.admin, "/metrics").await.expect("metrics");
+    let text = String::from_utf8_lossy(&metrics.body);
+    for line in [
+        "hookhost_plugin_warm_instances{plugin=\"probe\"} 1",
+        "hookhost_plugin_warm_instances{plugin=\"fresh\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in {text}");
+    }
     let fresh = json_of(&c, server.admin, "/admin/plugins/fresh").await;
     assert_eq!(
         (fresh["warm"].clone(), fresh["warm_instances"].clone()),

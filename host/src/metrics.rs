@@ -53,6 +53,7 @@
 //! | `hookhost_plugin_state` | gauge | `plugin`, `state` | 1 for the plugin's state (`active`, `paused`, `broken`, `removed`), 0 for the others |
 //! | `hookhost_plugin_loads_total` | counter | `plugin` | versions made active since start (a reload of the same bytes is not one) |
 //! | `hookhost_plugin_load_failures_total` | counter | `plugin` | loads that failed since start (the old version kept serving) |
+//! | `hookhost_plugin_warm_instances` | gauge | `plugin` | idle instances kept for warm mode now (0 unless the plugin runs warm) |
 //!
 //! Counters of attempts and results move only once the attempt is recorded
 //! in sled, as the admin API counts them; a call whose event was purged
@@ -188,6 +189,7 @@ struct StateGauges {
     plugin_state: IntGaugeVec,
     loads: IntCounterVec,
     load_failures: IntCounterVec,
+    warm_instances: IntGaugeVec,
 }
 
 impl Metrics {
@@ -359,6 +361,11 @@ impl StateGauges {
                 "hookhost_plugin_load_failures_total",
                 "Loads of a plugin that failed since start (any previous version kept serving).",
             )?,
+            warm_instances: by_plugin(
+                "hookhost_plugin_warm_instances",
+                "Idle instances of a plugin kept for warm mode now.",
+                &["plugin"],
+            )?,
         };
         for c in [
             Box::new(gauges.queue_depth.clone()) as Box<dyn Collector>,
@@ -373,6 +380,7 @@ impl StateGauges {
             Box::new(gauges.plugin_state.clone()),
             Box::new(gauges.loads.clone()),
             Box::new(gauges.load_failures.clone()),
+            Box::new(gauges.warm_instances.clone()),
         ] {
             gauges.registry.register(c)?;
         }
@@ -399,6 +407,7 @@ impl StateGauges {
             &self.plugin_in_flight,
             &self.breaker,
             &self.plugin_state,
+            &self.warm_instances,
         ] {
             vec.reset();
         }
@@ -430,6 +439,13 @@ impl StateGauges {
             self.load_failures
                 .with_label_values(&[name])
                 .inc_by(slot.load_failures);
+            let warm = slot
+                .active
+                .as_ref()
+                .map_or(0, |a| a.plugin.warm_instances());
+            self.warm_instances
+                .with_label_values(&[name])
+                .set(i64::try_from(warm).unwrap_or(i64::MAX));
         }
         self.registry.gather()
     }
