@@ -107,6 +107,17 @@ impl TestServer {
         server
     }
 
+    /// Like [`TestServer::start`], waiting up to `limit` for readiness
+    /// instead of 30 s: the first scan compiles every plugin in the folder
+    /// before the server is ready, and an interpreter-based one (Python,
+    /// JavaScript) takes 5-25 s to compile when the artifact cache does not
+    /// have it yet.
+    pub async fn start_within(config_file: &Path, limit: Duration) -> Self {
+        let mut server = Self::spawn(config_file).await;
+        server.wait_ready_within(limit).await;
+        server
+    }
+
     /// Like [`TestServer::start`], without waiting for readiness (to see
     /// what ingest answers while the journal is replayed).
     pub async fn spawn(config_file: &Path) -> Self {
@@ -155,8 +166,13 @@ impl TestServer {
     /// Poll `/readyz` until it answers 200 (at most 30 s); a server that
     /// stops first fails with its error instead of a timeout.
     pub async fn wait_ready(&mut self) {
+        self.wait_ready_within(READY_LIMIT).await;
+    }
+
+    /// Like [`TestServer::wait_ready`], for at most `limit`.
+    pub async fn wait_ready_within(&mut self, limit: Duration) {
         tokio::select! {
-            () = wait_ready(self.admin) => {}
+            () = wait_ready_within(self.admin, limit) => {}
             r = &mut self.task => panic!("the server stopped before it was ready: {r:?}"),
         }
     }
@@ -277,10 +293,21 @@ pub async fn spawn_child(entry: &str, config: &Path, dir: &Path) -> ChildServer 
     }
 }
 
+/// How long a server may take to become ready by default: enough for a
+/// folder of Rust plugins on a loaded machine.
+const READY_LIMIT: Duration = Duration::from_secs(30);
+
 /// Poll `/readyz` on `admin` until it answers 200 (at most 30 s).
 pub async fn wait_ready(admin: SocketAddr) {
+    wait_ready_within(admin, READY_LIMIT).await;
+}
+
+/// Poll `/readyz` on `admin` every 10 ms until it answers 200, for at most
+/// `limit`.
+pub async fn wait_ready_within(admin: SocketAddr, limit: Duration) {
     let client = HttpClient::new();
-    for _ in 0..3000 {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
         if let Ok(r) = client.get(admin, "/readyz").await {
             if r.status == 200 {
                 return;
@@ -288,7 +315,7 @@ pub async fn wait_ready(admin: SocketAddr) {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("server at {admin} never became ready");
+    panic!("server at {admin} never became ready within {limit:?}");
 }
 
 /// An answer: status, headers, body.
@@ -484,4 +511,44 @@ pub fn standard_headers(
 /// Unix seconds now.
 pub fn now_s() -> i64 {
     (hookhost::clock::now_ms() / 1000) as i64
+}
+
+/// `GET path` on the admin API, which must answer 200: its JSON body.
+pub async fn admin_json(c: &HttpClient, admin: SocketAddr, path: &str) -> serde_json::Value {
+    let a = c
+        .get(admin, path)
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    assert_eq!(a.status, 200, "GET {path}: {:?}", a.body);
+    a.json()
+}
+
+/// Every key-value entry of `plugin` under `prefix`, through
+/// `GET /admin/plugins/{plugin}/kv`, following its cursors.
+pub async fn kv_entries(
+    c: &HttpClient,
+    admin: SocketAddr,
+    plugin: &str,
+    prefix: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/admin/plugins/{plugin}/kv?prefix={prefix}&limit=1000");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page = admin_json(c, admin, &path).await;
+        let entries = page["entries"].as_array().expect("entries");
+        for e in entries {
+            out.insert(
+                e["key"].as_str().expect("key").to_owned(),
+                e["value"].as_str().expect("value").to_owned(),
+            );
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) if !entries.is_empty() => cursor = Some(next.to_owned()),
+            _ => return out,
+        }
+    }
 }

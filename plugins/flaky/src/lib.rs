@@ -1,7 +1,9 @@
-//! `flaky`: a test fixture that asks for a retry until attempt `succeed_at`
-//! (config, default 3), then succeeds and counts it in the key-value store
+//! `flaky`: a test fixture that fails until attempt `succeed_at` (config,
+//! default 3), then succeeds and counts it in the key-value store
 //! (`succeeded`), so hookhost's tests prove retries, backoff and the attempt
-//! limit.
+//! limit. It fails by asking for a retry, or, with `fail_with = "exception"`,
+//! by panicking (a trap), the way `flaky-py` and `flaky-js` raise an uncaught
+//! exception.
 
 use hookhost_sdk::{config, export, kv, log, Error, Event, Handler, Info};
 
@@ -26,10 +28,11 @@ impl Handler for Flaky {
                     ("succeed_at", &succeed_at.to_string()),
                 ],
             );
-            return Err(Error::retry(format!(
-                "flaky: attempt {} of {}",
-                event.attempt, succeed_at
-            )));
+            let message = format!("flaky: attempt {} of {}", event.attempt, succeed_at);
+            if config::get("fail_with").as_deref() == Some("exception") {
+                panic!("{message}");
+            }
+            return Err(Error::retry(message));
         }
 
         kv::increment("succeeded", 1)?;
