@@ -470,7 +470,7 @@ async fn report_costs(c: &HttpClient, server: &TestServer, sent: &Sent) {
     for id in &sent.all {
         small.push(event_detail(c, server.admin, id).await);
     }
-    eprintln!("cost per call (default budget: 1 G fuel a call):");
+    eprintln!("cost per call (default budget: 5 G fuel a call):");
     for lang in &LANGS {
         for role in ["gh", "echo"] {
             let plugin = lang.plugin(role);

@@ -1529,7 +1529,7 @@ secrets = { api_key = "env:BILLING_API_KEY" }
         assert_eq!(
             config.defaults,
             PluginDefaults {
-                fuel: 1_000_000_000,
+                fuel: 5_000_000_000,
                 timeout_ms: 5000,
                 memory_mb: 64,
                 concurrency: 16,

@@ -7,9 +7,10 @@ use std::time::Duration;
 /// `[defaults]` section; the operator overrides them per plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Fuel per call. 1 G units is ~90 ms of a tight loop here and leaves
-    /// interpreted guests (Python ~3.6 M, JS ~7 M units per trivial event)
-    /// ample room; the deadline bounds time for every language alike.
+    /// Fuel per call. 5 G units is ~0.45 s of a tight loop here and leaves
+    /// interpreted guests room (a 1 MiB JSON body costs JavaScript/QuickJS
+    /// ~0.5 G, Python ~0.15 G, Rust ~0.06 G); the deadline bounds time for
+    /// every language alike.
     pub fuel: u64,
     /// Wall-clock deadline per call, enforced by epoch interruption.
     pub timeout: Duration,
@@ -22,7 +23,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            fuel: 1_000_000_000,
+            fuel: 5_000_000_000,
             timeout: Duration::from_millis(5000),
             memory_bytes: 64 << 20,
             log: LogLimits::default(),
