@@ -14,7 +14,8 @@
 //!   [`admin_client`];
 //! - [`endpoints`]: which URLs and token (flags, environment, config);
 //! - [`transport`]: one HTTP exchange with deadlines;
-//! - [`output`]: tables and detail views, or `--json`.
+//! - [`output`]: tables and detail views, or `--json`;
+//! - [`new`]: `hookhost new`, a starter plugin in a checkout (no server).
 //!
 //! `anyhow` carries errors here, at the edge: every message names what
 //! failed and, where it can, what to do.
@@ -22,6 +23,7 @@
 pub mod admin;
 pub mod admin_client;
 pub mod endpoints;
+pub mod new;
 pub mod output;
 pub mod plugin_file;
 pub mod send;
@@ -116,6 +118,9 @@ pub enum Command {
     },
     /// Queue, delivery and dead-letter counts, per plugin.
     Stats,
+    /// Write a starter plugin into this hookhost checkout's plugins/, and
+    /// print the commands that build it into plugins/NAME.wasm.
+    New(new::NewArgs),
 }
 
 /// `hookhost plugins …`.
@@ -348,7 +353,11 @@ pub async fn execute(cli: Cli, ctx: &Context, out: &mut dyn Write, err: &mut dyn
         Ok(exit) => exit,
         Err(e) => {
             let _ = writeln!(err, "error: {e:#}");
-            Exit::Failure
+            if e.is::<new::Refused>() {
+                Exit::Usage
+            } else {
+                Exit::Failure
+            }
         }
     }
 }
@@ -398,6 +407,7 @@ async fn run_command(cli: &Cli, ctx: &Context, out: &mut dyn Write) -> anyhow::R
         }
         Command::Dlq { command } => admin::dlq(&admin_client()?, command, g.json, out).await?,
         Command::Stats => admin::stats(&admin_client()?, g.json, out).await?,
+        Command::New(a) => new::run(a, out)?,
     }
     Ok(Exit::Ok)
 }
