@@ -21,7 +21,7 @@
 
 use hookhost::cli::{main_with, Context, Exit};
 use hookhost::kv::KvLimits;
-use hookhost::runtime::{CallSettings, Limits, LogLevel, Outcome};
+use hookhost::runtime::{CallSettings, LogLevel, Outcome};
 use hookhost_tests::{event, runtime_in};
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt as _;
@@ -193,10 +193,7 @@ async fn starter_builds_and_runs(lang: &str, files: &[&str], says: &str, steps: 
     assert_eq!(plugin.info.declared_name, NAME);
     assert_eq!(plugin.info.subscriptions, ["*"]);
 
-    let settings = CallSettings {
-        limits: Limits::default(),
-        grants: Default::default(),
-    };
+    let settings = CallSettings::default();
     let opened = json!({"action": "opened", "issue": {"number": 1}});
     for n in 1..=2 {
         let ev = event("github", "issues.opened", &format!("evt_{n}"), &opened);
