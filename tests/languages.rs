@@ -226,6 +226,15 @@ fn fields(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The one dead letter of `plugin` (failing the check of language `l`
+/// unless there is exactly one).
+async fn only_dead_letter(c: &HttpClient, admin: SocketAddr, plugin: &str, l: &str) -> Value {
+    let dead = admin_json(c, admin, &format!("/admin/dead-letters?plugin={plugin}")).await;
+    let dead = dead["dead_letters"].as_array().expect("dead_letters");
+    assert_eq!(dead.len(), 1, "{l}: {dead:#?}");
+    dead[0].clone()
+}
+
 /// Every check, the same for each language.
 async fn check_language(c: &HttpClient, admin: SocketAddr, lang: &Lang, sent: &Sent) {
     let l = lang.name;
@@ -280,20 +289,13 @@ async fn check_language(c: &HttpClient, admin: SocketAddr, lang: &Lang, sent: &S
         "{l}: {d:#}"
     );
     assert_eq!(attempts(d)[0]["error"], reject_message, "{l}: {d:#}");
-    let dead = admin_json(c, admin, &format!("/admin/dead-letters?plugin={gh}")).await;
-    let dead = dead["dead_letters"].as_array().expect("dead_letters");
-    assert_eq!(dead.len(), 1, "{l}: {dead:#?}");
+    let dead = only_dead_letter(c, admin, &gh, l).await;
     assert_eq!(
-        (
-            &dead[0]["event_id"],
-            &dead[0]["reason"],
-            &dead[0]["attempts"]
-        ),
+        (&dead["event_id"], &dead["reason"], &dead["attempts"]),
         (&json!(sent.no_repo), &json!("rejected"), &json!(1)),
-        "{l}: {:#}",
-        dead[0]
+        "{l}: {dead:#}"
     );
-    assert_eq!(dead[0]["last_error"], reject_message, "{l}");
+    assert_eq!(dead["last_error"], reject_message, "{l}");
 
     // echo: one count per event, by source and kind.
     let echo = lang.plugin("echo");
@@ -383,18 +385,11 @@ async fn check_language(c: &HttpClient, admin: SocketAddr, lang: &Lang, sent: &S
         }
         assert_eq!(lines.len(), 1 + errors.len(), "{l}: {lines:#?}");
     }
-    let dead = admin_json(c, admin, &format!("/admin/dead-letters?plugin={crash}")).await;
-    let dead = dead["dead_letters"].as_array().expect("dead_letters");
-    assert_eq!(dead.len(), 1, "{l}: {dead:#?}");
+    let dead = only_dead_letter(c, admin, &crash, l).await;
     assert_eq!(
-        (
-            &dead[0]["event_id"],
-            &dead[0]["reason"],
-            &dead[0]["attempts"]
-        ),
+        (&dead["event_id"], &dead["reason"], &dead["attempts"]),
         (&json!(sent.crash), &json!("attempts_exhausted"), &json!(2)),
-        "{l}: {:#}",
-        dead[0]
+        "{l}: {dead:#}"
     );
     assert!(
         kv_entries(c, admin, &crash, "").await.is_empty(),
