@@ -9,43 +9,14 @@
 //! 11 us in one round and 16 us in the next. Each figure is therefore the
 //! median over several rounds, with the spread of the round medians shown.
 
-use hookhost::kv::{KvLimits, KvStore};
-use hookhost::runtime::{CallSettings, Limits, Outcome, Plugin, Runtime, RuntimeConfig};
-use hookhost_tests::{kib_event, wasm};
+use hookhost::runtime::{CallSettings, Limits, Outcome, Plugin, Runtime};
+use hookhost_tests::bench::{call_round, call_runtime, cores, cpu_model, env_or, median_round};
+use hookhost_tests::{kib_event, wasm_path};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-#[derive(Clone, Copy)]
-struct Stats {
-    p50_us: f64,
-    p99_us: f64,
-    per_s_1: f64,
-    per_s_2: f64,
-}
-
-/// The median of each figure over the rounds, and the range of the p50s.
-fn median_of(rounds: &[Stats]) -> (Stats, f64, f64) {
-    let med = |f: fn(&Stats) -> f64| {
-        let mut v: Vec<f64> = rounds.iter().map(f).collect();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let p50 = |s: &Stats| s.p50_us;
-    let lo = rounds.iter().map(p50).fold(f64::INFINITY, f64::min);
-    let hi = rounds.iter().map(p50).fold(0.0, f64::max);
-    (
-        Stats {
-            p50_us: med(p50),
-            p99_us: med(|s| s.p99_us),
-            per_s_1: med(|s| s.per_s_1),
-            per_s_2: med(|s| s.per_s_2),
-        },
-        lo,
-        hi,
-    )
-}
-
-use hookhost_tests::bench::{cores, cpu_model, env_or};
+/// Untimed calls each calling thread makes first.
+const WARMUP: usize = 2000;
 
 fn main() {
     // LAB.md: a captured backtrace on every Store drop costs 6-10 us.
@@ -67,10 +38,13 @@ fn main() {
     for plugin in plugins.split(',') {
         for metering in [true, false] {
             let dir = tempfile::tempdir().expect("tmp");
-            let rt = runtime(dir.path(), metering);
+            let rt = call_runtime(dir.path(), metering, None);
             let p = load(&rt, plugin);
-            let all: Vec<Stats> = (0..rounds).map(|_| measure(&rt, &p, calls)).collect();
-            let (s, lo, hi) = median_of(&all);
+            let settings = CallSettings::default();
+            let all: Vec<_> = (0..rounds)
+                .map(|_| call_round(&rt, &p, &settings, (WARMUP, calls), &kib_event))
+                .collect();
+            let (s, lo, hi) = median_round(&all);
             let label = format!(
                 "{plugin} / {}",
                 if metering { "fuel+epoch on" } else { "off" }
@@ -101,77 +75,14 @@ fn main() {
     deadline_overshoot();
 }
 
-fn runtime(dir: &std::path::Path, metering: bool) -> Runtime {
-    let db = hookhost::store::open_db(&dir.join("db")).expect("sled");
-    let config = RuntimeConfig {
-        metering,
-        ..RuntimeConfig::new(dir)
-    };
-    Runtime::new(config, KvStore::new(db, KvLimits::default())).expect("runtime")
-}
-
 fn load(rt: &Runtime, name: &str) -> Arc<Plugin> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio")
-        .block_on(rt.load(name, wasm(name)))
-        .expect("load")
-}
-
-/// `calls` sequential calls on one thread, recording each latency.
-fn run_thread(rt: &Runtime, p: &Plugin, calls: usize, offset: u64) -> (Vec<Duration>, Duration) {
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio");
-    let settings = CallSettings::default();
-    let events: Vec<_> = (0..calls as u64).map(|i| kib_event(offset + i)).collect();
-    tokio.block_on(async {
-        // Warm the pool's slots and the page cache first.
-        for e in events.iter().take(2000) {
-            rt.invoke(p, &settings, e).await;
-        }
-        let mut lat = Vec::with_capacity(calls);
-        let start = Instant::now();
-        for e in &events {
-            let t = Instant::now();
-            let r = rt.invoke(p, &settings, e).await;
-            lat.push(t.elapsed());
-            assert_eq!(r.outcome, Outcome::Ok);
-        }
-        (lat, start.elapsed())
-    })
-}
-
-fn measure(rt: &Runtime, p: &Arc<Plugin>, calls: usize) -> Stats {
-    let (mut lat, total) = run_thread(rt, p, calls, 0);
-    lat.sort();
-    let pct =
-        |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)].as_secs_f64() * 1e6;
-    let per_s_1 = calls as f64 / total.as_secs_f64();
-
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for t in 0..2u64 {
-            let (rt, p) = (rt.clone(), p.clone());
-            s.spawn(move || run_thread(&rt, &p, calls, (t + 1) << 32));
-        }
-    });
-    // Each thread's warm-up is inside the timed window; count it.
-    let per_s_2 = (2 * (calls + 2000)) as f64 / start.elapsed().as_secs_f64();
-    Stats {
-        p50_us: pct(0.50),
-        p99_us: pct(0.99),
-        per_s_1,
-        per_s_2,
-    }
+    hookhost_tests::bench::load_blocking(rt, name, &wasm_path(name))
 }
 
 /// How long after a 200 ms deadline `spin-forever` is stopped.
 fn deadline_overshoot() {
     let dir = tempfile::tempdir().expect("tmp");
-    let rt = runtime(dir.path(), true);
+    let rt = call_runtime(dir.path(), true, None);
     let p = load(&rt, "spin-forever");
     let deadline = Duration::from_millis(200);
     let settings = CallSettings {

@@ -158,6 +158,8 @@ pub mod server;
 /// of the machine, the server in a child process, pre-signed raw requests, a
 /// closed-loop load generator and CPU accounting from /proc.
 pub mod bench {
+    use hookhost::kv::{KvLimits, KvStore};
+    use hookhost::runtime::{CallSettings, Event, Outcome, Plugin, Runtime, RuntimeConfig};
     use std::collections::BTreeMap;
     use std::net::SocketAddr;
     use std::path::{Path, PathBuf};
@@ -638,6 +640,205 @@ pub mod bench {
         sorted_us[i] as f64 / 1000.0
     }
 
+    // -------------------------------------------------------- plugin calls
+
+    /// A runtime for per-call benchmarks on its own data dir, with fuel and
+    /// epoch metering on (as the server runs) or off. Compiled artifacts go
+    /// to `cache`, or to the data dir when `None`: interpreter-based plugins
+    /// want [`crate::shared_artifact_cache`], or every run compiles them.
+    pub fn call_runtime(dir: &Path, metering: bool, cache: Option<PathBuf>) -> Runtime {
+        let db = hookhost::store::open_db(&dir.join("db")).expect("sled");
+        let mut config = RuntimeConfig {
+            metering,
+            ..RuntimeConfig::new(dir)
+        };
+        if let Some(cache) = cache {
+            std::fs::create_dir_all(&cache).expect("artifact cache");
+            config.cache_dir = cache;
+        }
+        Runtime::new(config, KvStore::new(db, KvLimits::default())).expect("runtime")
+    }
+
+    /// Load the component at `path` as plugin `name`, outside any tokio
+    /// runtime (benchmarks drive calls from plain threads).
+    pub fn load_blocking(rt: &Runtime, name: &str, path: &Path) -> Arc<Plugin> {
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio")
+            .block_on(rt.load(name, bytes))
+            .unwrap_or_else(|e| panic!("loading {name}: {e}"))
+    }
+
+    /// What one thread's timed calls took.
+    pub struct CallRun {
+        /// Each call's latency, in call order.
+        pub latencies: Vec<Duration>,
+        /// Wall time of all timed calls.
+        pub elapsed: Duration,
+        /// Fuel the timed calls used, all together.
+        pub fuel: u64,
+        /// Minor page faults of the whole process during the timed calls.
+        pub minor_faults: u64,
+        /// CPU time of the calling thread during the timed calls (user and
+        /// kernel, page faults included): unlike latency, barely moved by
+        /// other processes competing for the cores.
+        pub cpu: Duration,
+    }
+
+    /// Events `offset..offset + n` from `make`, built before any timing.
+    fn events(make: &(dyn Fn(u64) -> Event + Sync), offset: u64, n: usize) -> Vec<Event> {
+        (offset..offset + n as u64).map(make).collect()
+    }
+
+    /// `warmup` untimed calls, a wait on `start` (when given, so that
+    /// concurrent threads time the same window), then `calls` timed calls
+    /// one after another on a current-thread tokio runtime. Every call must
+    /// end `Ok`: a benchmark of failing calls measures nothing.
+    pub fn run_calls(
+        rt: &Runtime,
+        p: &Plugin,
+        settings: &CallSettings,
+        (warmup, calls): (usize, usize),
+        make: &(dyn Fn(u64) -> Event + Sync),
+        offset: u64,
+        start: Option<&std::sync::Barrier>,
+    ) -> CallRun {
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio");
+        let warm_events = events(make, offset, warmup);
+        let timed_events = events(make, offset + warmup as u64, calls);
+        tokio.block_on(async {
+            // Warm the pool's slots, the page cache and (in warm mode) the
+            // plugin's idle instances first.
+            for e in &warm_events {
+                let r = rt.invoke(p, settings, e).await;
+                assert_eq!(r.outcome, Outcome::Ok, "warm-up call of {}", p.name);
+            }
+            if let Some(b) = start {
+                b.wait();
+            }
+            let mut latencies = Vec::with_capacity(calls);
+            let mut fuel = 0;
+            let faults = minor_faults();
+            let cpu = thread_cpu();
+            let began = Instant::now();
+            for e in &timed_events {
+                let t = Instant::now();
+                let r = rt.invoke(p, settings, e).await;
+                latencies.push(t.elapsed());
+                assert_eq!(r.outcome, Outcome::Ok, "call of {}", p.name);
+                fuel += r.fuel_used;
+            }
+            CallRun {
+                latencies,
+                elapsed: began.elapsed(),
+                fuel,
+                minor_faults: minor_faults().saturating_sub(faults),
+                cpu: thread_cpu().saturating_sub(cpu),
+            }
+        })
+    }
+
+    /// One round's figures for one plugin and one way of calling it.
+    #[derive(Debug, Clone, Copy)]
+    pub struct CallStats {
+        /// Median latency on one thread, µs.
+        pub p50_us: f64,
+        /// 99th percentile on one thread, µs.
+        pub p99_us: f64,
+        /// Mean latency on one thread, µs.
+        pub mean_us: f64,
+        /// Calls/s, one thread calling.
+        pub per_s_1: f64,
+        /// Calls/s, two threads calling at once (each its own tokio
+        /// runtime, as two tasks on two workers would).
+        pub per_s_2: f64,
+        /// Fuel per call (one thread).
+        pub fuel: f64,
+        /// Minor page faults of the process per call (one thread).
+        pub faults: f64,
+        /// CPU time of the calling thread per call, µs (one thread).
+        pub cpu_us: f64,
+    }
+
+    /// A round: `calls` timed calls on one thread, then `calls` on each of
+    /// two threads at once; each thread makes `warmup` untimed calls first.
+    pub fn call_round(
+        rt: &Runtime,
+        p: &Arc<Plugin>,
+        settings: &CallSettings,
+        (warmup, calls): (usize, usize),
+        make: &(dyn Fn(u64) -> Event + Sync),
+    ) -> CallStats {
+        let one = run_calls(rt, p, settings, (warmup, calls), make, 0, None);
+        let mut lat = one.latencies;
+        lat.sort();
+        let pct =
+            |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)].as_secs_f64() * 1e6;
+        let n = calls as f64;
+        let mean_us = lat.iter().map(Duration::as_secs_f64).sum::<f64>() / n * 1e6;
+
+        let start = std::sync::Barrier::new(2);
+        let runs: Vec<CallRun> = std::thread::scope(|s| {
+            let threads: Vec<_> = (1..=2u64)
+                .map(|t| {
+                    let start = &start;
+                    s.spawn(move || {
+                        run_calls(rt, p, settings, (warmup, calls), make, t << 32, Some(start))
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| t.join().expect("calling thread"))
+                .collect()
+        });
+        // Both started together; the window ends with the slower one.
+        let window = runs.iter().map(|r| r.elapsed).max().unwrap_or_default();
+        CallStats {
+            p50_us: pct(0.50),
+            p99_us: pct(0.99),
+            mean_us,
+            per_s_1: n / one.elapsed.as_secs_f64(),
+            per_s_2: 2.0 * n / window.as_secs_f64(),
+            fuel: one.fuel as f64 / n,
+            faults: one.minor_faults as f64 / n,
+            cpu_us: one.cpu.as_secs_f64() * 1e6 / n,
+        }
+    }
+
+    /// The median of each figure over `rounds`, and the lowest and highest
+    /// round p50: this shared machine swings between rounds, so one round
+    /// says little.
+    pub fn median_round(rounds: &[CallStats]) -> (CallStats, f64, f64) {
+        let med = |f: fn(&CallStats) -> f64| {
+            let mut v: Vec<f64> = rounds.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let p50 = |s: &CallStats| s.p50_us;
+        let lo = rounds.iter().map(p50).fold(f64::INFINITY, f64::min);
+        let hi = rounds.iter().map(p50).fold(0.0, f64::max);
+        (
+            CallStats {
+                p50_us: med(p50),
+                p99_us: med(|s| s.p99_us),
+                mean_us: med(|s| s.mean_us),
+                per_s_1: med(|s| s.per_s_1),
+                per_s_2: med(|s| s.per_s_2),
+                fuel: med(|s| s.fuel),
+                faults: med(|s| s.faults),
+                cpu_us: med(|s| s.cpu_us),
+            },
+            lo,
+            hi,
+        )
+    }
+
     // ---------------------------------------------------------------- CPU
 
     /// CPU time (user + system) of process `pid` so far, from /proc.
@@ -648,6 +849,33 @@ pub mod bench {
     /// CPU time of this process (the load generator) so far.
     pub fn own_cpu() -> Duration {
         stat_cpu("/proc/self/stat")
+    }
+
+    /// Minor page faults of this process so far (field 10 of
+    /// /proc/self/stat), 0 if unreadable: a fresh instance's cost is
+    /// largely the pages its guest touches.
+    pub fn minor_faults() -> u64 {
+        std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')?
+                    .1
+                    .split_whitespace()
+                    .nth(7)?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    }
+
+    /// CPU time of the calling thread so far, to the nanosecond (the
+    /// scheduler's own account in /proc/thread-self/schedstat); zero if
+    /// unreadable.
+    pub fn thread_cpu() -> Duration {
+        std::fs::read_to_string("/proc/thread-self/schedstat")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .map_or(Duration::ZERO, Duration::from_nanos)
     }
 
     fn stat_cpu(path: &str) -> Duration {
