@@ -87,7 +87,11 @@ fn main() {
     println!("cargo:rustc-env=HOOKHOST_PLUGIN_WASM_DIR={}", out.display());
 
     // Python and JavaScript plugins: the script rebuilds only what changed
-    // and serializes concurrent runs itself.
+    // and serializes concurrent runs itself. (A new `*-py`/`*-js` folder is
+    // only seen once something above changes: watching plugins/ itself
+    // would watch plugins/target too.)
+    println!("cargo:rerun-if-env-changed=HOOKHOST_JS_BACKEND");
+    println!("cargo:rerun-if-env-changed=HOOKHOST_FORCE");
     let interpreted = target_dir.join("interpreted");
     let status = Command::new("bash")
         .arg(root.join("plugins").join("build-interpreted.sh"))
@@ -97,7 +101,8 @@ fn main() {
     if !status.success() {
         panic!(
             "building the Python and JavaScript plugins failed ({status}); \
-             plugins/build-interpreted.sh needs python3 (with venv) and npm"
+             plugins/build-interpreted.sh needs python3 (with venv), \
+             node 20.6+ and npm, and flock"
         );
     }
     println!(

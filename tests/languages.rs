@@ -78,15 +78,17 @@ impl Lang {
 /// `increment` reads then writes), retries are tens of milliseconds apart,
 /// `flaky` and `crash` each get their own kind of event. `github-issues`
 /// gets two attempts, so a reject that came out as a retry fails the checks
-/// at once instead of keeping the delivery queued.
+/// at once instead of keeping the delivery queued. `flaky` and `crash` run
+/// in warm mode: the same checks then hold for a reused instance (retries
+/// keep it) and for one that traps (never reused).
 fn plugin_tables(lang: &Lang) -> String {
     let fast = "backoff_base_ms = 20\nbackoff_max_ms = 60";
     let l = lang.name;
     format!(
         "[plugin.gh-{l}]\nconcurrency = 1\nmax_attempts = 2\n{fast}\n\n\
          [plugin.echo-{l}]\nconcurrency = 1\n\n\
-         [plugin.flaky-{l}]\nconcurrency = 1\nsubscribe = [\"github:check_run.*\"]\n{fast}\n\n\
-         [plugin.crash-{l}]\nmax_attempts = 2\nsubscribe = [\"github:deployment.*\"]\n\
+         [plugin.flaky-{l}]\nconcurrency = 1\nwarm = true\nsubscribe = [\"github:check_run.*\"]\n{fast}\n\n\
+         [plugin.crash-{l}]\nmax_attempts = 2\nwarm = true\nsubscribe = [\"github:deployment.*\"]\n\
          config = {{ fail_with = \"exception\" }}\n{fast}\n"
     )
 }
@@ -346,6 +348,12 @@ async fn check_language(c: &HttpClient, admin: SocketAddr, lang: &Lang, sent: &S
         fields(&[("succeeded", "1")]),
         "{l}: {flaky}'s kv"
     );
+    let warm = |p: Value| (p["warm"]["max_calls"].clone(), p["warm_instances"].clone());
+    assert_eq!(
+        warm(admin_json(c, admin, &format!("/admin/plugins/{flaky}")).await),
+        (json!(1000), json!(1)),
+        "{l}: {flaky} ended cleanly, so its warm instance is kept"
+    );
 
     // crash: an uncaught exception (a panic in Rust) traps every attempt;
     // the SDK leaves one error line naming it; dead after max_attempts.
@@ -394,6 +402,11 @@ async fn check_language(c: &HttpClient, admin: SocketAddr, lang: &Lang, sent: &S
     assert!(
         kv_entries(c, admin, &crash, "").await.is_empty(),
         "{l}: {crash} never got past the exception"
+    );
+    assert_eq!(
+        warm(admin_json(c, admin, &format!("/admin/plugins/{crash}")).await),
+        (json!(1000), json!(0)),
+        "{l}: {crash} trapped, so no instance of it is kept"
     );
 }
 

@@ -9,6 +9,7 @@ use hookhost::runtime::{
 use hookhost_tests::server::{plugin_setup, poll_until, HttpClient, TestServer};
 use hookhost_tests::{event, Harness};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,8 +62,14 @@ async fn an_instance_serves_up_to_max_calls_and_fresh_mode_never_reuses() {
     let s = warm(Limits::default(), 3, Duration::from_secs(60));
     assert_eq!(calls_seen(&h, &p, &s, 7).await, [1, 2, 3, 1, 2, 3, 1]);
     assert_eq!(p.warm_instances(), 1, "the instance of the 7th call waits");
-    assert_eq!(p.drop_warm_instances(), 1);
-    assert_eq!(calls_seen(&h, &p, &s, 1).await, [1]);
+    assert_eq!(p.close_warm_pool().len(), 1);
+    assert_eq!(
+        calls_seen(&h, &p, &s, 2).await,
+        [1, 1],
+        "closed: nothing kept"
+    );
+    p.open_warm_pool();
+    assert_eq!(calls_seen(&h, &p, &s, 2).await, [1, 2]);
 }
 
 #[tokio::test]
@@ -113,11 +120,28 @@ async fn every_call_gets_its_own_fuel() {
         assert_eq!(r.outcome, Outcome::Ok, "call {n}: {r:?}");
         assert_eq!(probe(&r, "calls"), n, "one instance throughout");
         assert!(
-            r.fuel_used <= limits.fuel,
-            "fuel used is this call's: {}",
-            r.fuel_used
+            r.fuel_used.abs_diff(once.fuel_used) < once.fuel_used / 10,
+            "fuel used is this call's: {} against {} fresh",
+            r.fuel_used,
+            once.fuel_used
         );
     }
+}
+
+#[tokio::test]
+async fn every_call_gets_its_own_deadline() {
+    let h = Harness::new();
+    let p = h.load("instance-probe").await;
+    let limits = Limits {
+        timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let s = warm(limits, 100, Duration::from_secs(60));
+    assert_eq!(calls_seen(&h, &p, &s, 1).await, [1]);
+    // Past the first call's deadline: a deadline not renewed would
+    // interrupt the next call at once.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(calls_seen(&h, &p, &s, 1).await, [2]);
 }
 
 #[tokio::test]
@@ -159,10 +183,8 @@ async fn memory_kept_across_calls_counts_against_the_cap_and_the_trap_starts_fre
 async fn an_instance_expires_and_never_serves_other_limits_or_grants() {
     let h = Harness::new();
     let p = h.load("instance-probe").await;
-    let s = warm(Limits::default(), 100, Duration::from_millis(300));
-    assert_eq!(calls_seen(&h, &p, &s, 2).await, [1, 2]);
-    tokio::time::sleep(Duration::from_millis(350)).await;
-    assert_eq!(calls_seen(&h, &p, &s, 2).await, [1, 2], "expired");
+    let expired = warm(Limits::default(), 100, Duration::ZERO);
+    assert_eq!(calls_seen(&h, &p, &expired, 2).await, [1, 1], "expired");
 
     let longer = warm(
         Limits {
@@ -194,12 +216,16 @@ async fn json_of(c: &HttpClient, admin: SocketAddr, path: &str) -> Value {
     a.json()
 }
 
-/// The `calls` plugin `probe` logged for one event, once it is delivered.
-async fn delivered_calls(c: &HttpClient, admin: SocketAddr, event_id: &str) -> u64 {
+/// The `calls` each plugin logged for one event, once it is delivered.
+async fn delivered_calls(
+    c: &HttpClient,
+    admin: SocketAddr,
+    event_id: &str,
+) -> BTreeMap<String, u64> {
     let path = format!("/admin/events/{event_id}");
     // The event is readable a few ms after its acknowledgement.
     let ev = poll_until(
-        "the probe's delivery",
+        "the probes' deliveries",
         || async {
             let a = c.get(admin, &path).await.expect("admin GET");
             if a.status == 200 {
@@ -211,40 +237,58 @@ async fn delivered_calls(c: &HttpClient, admin: SocketAddr, event_id: &str) -> u
         |v| v["status"] == "delivered",
     )
     .await;
-    let line = ev["deliveries"]
-        .as_array()
-        .and_then(|d| d.iter().find(|d| d["plugin"] == "probe"))
-        .and_then(|d| d["attempts"][0]["logs"].as_array())
-        .and_then(|l| l.iter().find(|l| l["message"] == "probe"))
-        .unwrap_or_else(|| panic!("no probe line from plugin probe in {ev:#}"));
-    line["fields"]["calls"]
-        .as_str()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no calls field in {line:#}"))
+    let mut seen = BTreeMap::new();
+    for d in ev["deliveries"].as_array().expect("deliveries") {
+        let calls = d["attempts"][0]["logs"]
+            .as_array()
+            .and_then(|l| l.iter().find(|l| l["message"] == "probe"))
+            .and_then(|l| l["fields"]["calls"].as_str())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no probe line with calls in {d:#}"));
+        seen.insert(d["plugin"].as_str().expect("plugin").to_owned(), calls);
+    }
+    seen
+}
+
+/// Send one event to the demo source; what each probe logged for it.
+async fn send_probe(c: &HttpClient, server: &TestServer, id: &str) -> BTreeMap<String, u64> {
+    let body = serde_json::to_vec(&json!({"type": "probe", "id": id})).expect("json");
+    let headers = [("X-Webhook-Id".to_owned(), id.as_bytes().to_vec())];
+    let a = c
+        .webhook(server.ingest, "demo", &headers, body)
+        .await
+        .expect("send");
+    assert_eq!(a.status, 200);
+    let event_id = a.json()["event_id"].as_str().expect("event_id").to_owned();
+    delivered_calls(c, server.admin, &event_id).await
+}
+
+fn calls(probe: u64, twin: u64, fresh: u64) -> BTreeMap<String, u64> {
+    [("probe", probe), ("twin", twin), ("fresh", fresh)]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
 }
 
 #[tokio::test]
-async fn the_server_runs_a_plugin_warm_when_configured_and_pausing_drops_its_instances() {
-    let (_dir, config) = plugin_setup(
-        &[("instance-probe", "probe"), ("instance-probe", "fresh")],
+async fn the_server_runs_plugins_warm_when_configured_never_sharing_across_plugins_or_versions() {
+    let (dir, config) = plugin_setup(
+        &[
+            ("instance-probe", "probe"),
+            ("instance-probe", "twin"),
+            ("instance-probe", "fresh"),
+        ],
         "",
-        "[plugin.probe]\nwarm = true\nwarm_max_calls = 100\nconcurrency = 1\n",
+        "[plugin.probe]\nwarm = true\nwarm_max_calls = 100\nconcurrency = 1\n\
+         [plugin.twin]\nwarm = true\nconcurrency = 1\n",
     );
     let server = TestServer::start(&config).await;
     let c = HttpClient::new();
-    let mut seen = Vec::new();
-    for i in 0..3 {
-        let body = serde_json::to_vec(&json!({"type": "probe", "i": i})).expect("json");
-        let headers = [("X-Webhook-Id".to_owned(), format!("w-{i}").into_bytes())];
-        let a = c
-            .webhook(server.ingest, "demo", &headers, body)
-            .await
-            .expect("send");
-        assert_eq!(a.status, 200);
-        let id = a.json()["event_id"].as_str().expect("event_id").to_owned();
-        seen.push(delivered_calls(&c, server.admin, &id).await);
+    // Same bytes for all three: each warm plugin has its own instance.
+    for n in 1..=3 {
+        let seen = send_probe(&c, &server, &format!("w-{n}")).await;
+        assert_eq!(seen, calls(n, n, 1), "event {n}");
     }
-    assert_eq!(seen, [1, 2, 3], "one instance for probe's three events");
 
     let probe = json_of(&c, server.admin, "/admin/plugins/probe").await;
     assert_eq!(probe["warm"], json!({"max_calls": 100, "max_secs": 60}));
@@ -263,6 +307,21 @@ async fn the_server_runs_a_plugin_warm_when_configured_and_pausing_drops_its_ins
         (Value::Null, json!(0))
     );
 
+    // A new version of probe (same code, other bytes) starts fresh; its
+    // twin keeps its instance.
+    let v2 = hookhost_tests::variant(&hookhost_tests::wasm("instance-probe"), "v2");
+    let plugins = hookhost_tests::server::plugins_dir(dir.path());
+    std::fs::write(plugins.join(".probe.tmp"), &v2).expect("write");
+    std::fs::rename(plugins.join(".probe.tmp"), plugins.join("probe.wasm")).expect("rename");
+    let v2_sha = hookhost::runtime::sha256_hex(&v2);
+    poll_until(
+        "probe's new version",
+        || json_of(&c, server.admin, "/admin/plugins/probe"),
+        |p| p["sha256"] == v2_sha.as_str(),
+    )
+    .await;
+    assert_eq!(send_probe(&c, &server, "w-4").await, calls(1, 4, 1));
+
     let paused = c
         .send(
             "POST",
@@ -279,5 +338,18 @@ async fn the_server_runs_a_plugin_warm_when_configured_and_pausing_drops_its_ins
         probe["warm_instances"], 0,
         "pausing frees the idle instance"
     );
+    let resumed = c
+        .send(
+            "POST",
+            server.admin,
+            "/admin/plugins/probe/resume",
+            &[],
+            Vec::new(),
+        )
+        .await
+        .expect("resume");
+    assert_eq!(resumed.status, 200);
+    assert_eq!(send_probe(&c, &server, "w-5").await, calls(1, 5, 1));
+    assert_eq!(send_probe(&c, &server, "w-6").await, calls(2, 6, 1));
     server.stop().await.expect("clean stop");
 }

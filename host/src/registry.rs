@@ -492,7 +492,10 @@ impl Registry {
     }
 
     fn update(&self, name: &str, change: impl FnOnce(&mut Slot)) {
-        {
+        // Dropped after the lock is released: freeing warm instances (and a
+        // replaced version with its pool) takes time other readers of the
+        // registry must not wait for.
+        let (_freed, _replaced) = {
             let mut slots = self.inner.slots.write().unwrap_or_else(|p| p.into_inner());
             let slot = slots.entry(Arc::from(name)).or_insert_with(|| Slot {
                 name: Arc::from(name),
@@ -504,17 +507,29 @@ impl Registry {
                 loads: 0,
                 load_failures: 0,
             });
+            let before = slot.active.clone();
             change(slot);
-            // A plugin that stops running (paused, file removed) gives
-            // back the memory of its idle warm instances.
-            if let (Some(active), false) = (&slot.active, slot.state() == PluginState::Active) {
-                active.plugin.drop_warm_instances();
-            }
+            // A plugin that stops running (paused, file removed) gives back
+            // the memory of its warm instances; one that runs keeps them.
+            let freed = slot.active.as_ref().map(|active| {
+                if slot.state() == PluginState::Active {
+                    active.plugin.open_warm_pool();
+                    None
+                } else {
+                    Some(active.plugin.close_warm_pool())
+                }
+            });
+            let replaced = before.filter(|b| {
+                slot.active
+                    .as_ref()
+                    .is_none_or(|now| !Arc::ptr_eq(&now.plugin, &b.plugin))
+            });
             let routes = Routes {
                 routes: slots.values().filter_map(route_of).collect(),
             };
             *self.inner.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(routes);
-        }
+            (freed, replaced)
+        };
         self.inner.changed.send_modify(|n| *n += 1);
     }
 }

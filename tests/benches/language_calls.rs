@@ -303,7 +303,8 @@ fn measure(
         .map(|_| call_round(rt, p, &settings, counts, &issue_opened))
         .collect();
     // Idle instances of this mode must not serve the next one.
-    p.drop_warm_instances();
+    drop(p.close_warm_pool());
+    p.open_warm_pool();
     let (stats, lo, hi) = median_round(&all);
     Row {
         plugin: p.name.clone(),

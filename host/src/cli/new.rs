@@ -172,6 +172,9 @@ pub fn run(args: &NewArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     if dest.symlink_metadata().is_ok() {
         return Err(already_exists(&folder).into());
     }
+    if lang == Lang::Rust {
+        refuse_same_output(&plugins, name)?;
+    }
     // Rust: the workspace manifest with the new member, worked out (and
     // checked) before anything is written.
     let manifest = match lang {
@@ -233,16 +236,39 @@ fn check_name(lang: Lang, name: &str) -> Result<(), Refused> {
         )));
     }
     if lang == Lang::Rust {
-        if name.starts_with(|c: char| c.is_ascii_digit()) {
+        if !name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_') {
             return Err(Refused(format!(
-                "{name:?} cannot name a Rust plugin: cargo refuses package names that start \
-                 with a digit"
+                "{name:?} cannot name a Rust plugin: cargo wants package names that start \
+                 with a letter or _"
+            )));
+        }
+        if crate_file_stem(name) == "hookhost_sdk" {
+            return Err(Refused(format!(
+                "{name:?} cannot name a Rust plugin: it is the SDK's crate name"
             )));
         }
         if name.ends_with("-py") || name.ends_with("-js") {
             return Err(Refused(format!(
                 "{name:?} cannot name a Rust plugin: folders in plugins/ ending in -py or -js \
                  are Python and JavaScript plugins"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Cargo names a crate's component after it with `-` read as `_`, so
+/// `foo_bar` next to `foo-bar` would overwrite `foo_bar.wasm` (cargo only
+/// warns): refuse a Rust name whose output an existing crate already has.
+fn refuse_same_output(plugins: &Path, name: &str) -> Result<(), Refused> {
+    let stem = crate_file_stem(name);
+    let entries = std::fs::read_dir(plugins)
+        .map_err(|e| Refused(format!("reading {}: {e}", plugins.display())))?;
+    for entry in entries.flatten() {
+        let other = entry.file_name().to_string_lossy().into_owned();
+        if entry.path().join("Cargo.toml").is_file() && crate_file_stem(&other) == stem {
+            return Err(Refused(format!(
+                "{name:?} cannot name a Rust plugin: plugins/{other} already builds {stem}.wasm"
             )));
         }
     }
@@ -533,6 +559,17 @@ mod tests {
     }
 
     #[test]
+    fn a_rust_name_whose_component_another_crate_builds_is_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let crate_dir = dir.path().join("github-issues");
+        std::fs::create_dir_all(&crate_dir).expect("mkdir");
+        std::fs::write(crate_dir.join("Cargo.toml"), "").expect("write");
+        let e = refuse_same_output(dir.path(), "github_issues").expect_err("same output");
+        assert!(e.0.contains("github_issues.wasm"), "{}", e.0);
+        assert!(refuse_same_output(dir.path(), "github-issues-2").is_ok());
+    }
+
+    #[test]
     fn names_are_refused_by_the_plugins_folder_rule_and_for_rust_by_cargo_s() {
         for lang in [Lang::Rust, Lang::Python, Lang::Js] {
             for bad in ["", "Hello", "a b", "a/b", "..", &"x".repeat(65)] {
@@ -540,7 +577,7 @@ mod tests {
             }
             assert!(check_name(lang, "my-plugin_2").is_ok(), "{lang:?}");
         }
-        for rust_only in ["1st", "hello-py", "hello-js"] {
+        for rust_only in ["1st", "-x", "hello-py", "hello-js", "hookhost-sdk"] {
             assert!(check_name(Lang::Rust, rust_only).is_err(), "{rust_only}");
             assert!(check_name(Lang::Python, rust_only).is_ok(), "{rust_only}");
         }

@@ -43,7 +43,8 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// across all plugins.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolSize {
-    /// Concurrent component instances (calls in flight).
+    /// Concurrent component instances: calls in flight plus the idle
+    /// instances warm plugins keep (at most `concurrency` per warm plugin).
     pub instances: u32,
     /// The largest memory cap any plugin may be given.
     pub max_memory_bytes: usize,

@@ -183,8 +183,10 @@ impl Runtime {
         let mut kept = None;
         let (returned, outcome) = match result {
             Ok(Ok((exports, returned))) => {
-                // Ended cleanly (retry and reject included): reusable.
-                kept = Some(exports);
+                // Ended cleanly (retry and reject included): reusable, unless
+                // it hit its memory cap (a guest that caught the failed
+                // allocation would stay stuck at the cap).
+                kept = (!state.limiter.refused).then_some(exports);
                 match returned {
                     Returned::Handled(Err(types::Error::Retry(m))) => {
                         (None, Outcome::Retry(truncate(m, MAX_ERROR_BYTES)))

@@ -9,7 +9,7 @@ use super::host::CallContext;
 use super::invoke::{CallState, Export, Returned};
 use super::limits::Limits;
 use super::outcome::Outcome;
-use super::warm::WarmPool;
+use super::warm::{WarmInstance, WarmPool};
 use super::{contract, Runtime};
 use crate::kv::Namespace;
 use sha2::{Digest, Sha256};
@@ -34,10 +34,17 @@ pub struct Plugin {
 }
 
 impl Plugin {
-    /// Drop this version's idle warm instances (the plugin was paused or
-    /// its settings changed), freeing their memory; how many there were.
-    pub fn drop_warm_instances(&self) -> usize {
-        self.warm.clear()
+    /// Stop keeping warm instances of this version (the plugin was paused
+    /// or its file removed): the idle ones are returned, to be dropped
+    /// where no lock is held (freeing an instance takes time), and calls
+    /// still running drop theirs when they end.
+    pub fn close_warm_pool(&self) -> WarmInstances {
+        WarmInstances(self.warm.close())
+    }
+
+    /// Keep warm instances again after [`Plugin::close_warm_pool`].
+    pub fn open_warm_pool(&self) {
+        self.warm.open();
     }
 
     /// Idle warm instances of this version right now.
@@ -53,6 +60,23 @@ impl std::fmt::Debug for Plugin {
             .field("sha256", &self.sha256)
             .field("info", &self.info)
             .finish_non_exhaustive()
+    }
+}
+
+/// Idle warm instances taken out of a closed pool; dropping this frees
+/// them.
+#[must_use = "dropping frees the instances: do it outside any lock"]
+pub struct WarmInstances(Vec<WarmInstance>);
+
+impl WarmInstances {
+    /// How many instances there were.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there were none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 

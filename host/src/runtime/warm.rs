@@ -62,7 +62,15 @@ impl WarmInstance {
 /// at once (each comes back from a call), so `concurrency` bounds it.
 #[derive(Default)]
 pub(crate) struct WarmPool {
-    idle: Mutex<Vec<WarmInstance>>,
+    idle: Mutex<Idle>,
+}
+
+#[derive(Default)]
+struct Idle {
+    instances: Vec<WarmInstance>,
+    /// Set while the plugin does not run (paused, file removed): a call
+    /// still finishing then drops its instance instead of returning it.
+    closed: bool,
 }
 
 impl WarmPool {
@@ -78,7 +86,7 @@ impl WarmPool {
         let found = {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             loop {
-                match idle.pop() {
+                match idle.instances.pop() {
                     None => break None,
                     Some(w) if w.usable(policy, limits, grants) => break Some(w),
                     Some(w) => stale.push(w),
@@ -90,26 +98,40 @@ impl WarmPool {
     }
 
     /// Return an instance after a clean call, unless it has served its
-    /// time.
+    /// time or the pool is closed (then it is dropped, outside the lock).
     pub(crate) fn put(&self, policy: &WarmPolicy, instance: WarmInstance) {
         if instance.calls >= policy.max_calls || instance.born.elapsed() >= policy.max_age {
             return;
         }
-        self.idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(instance);
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.closed {
+            drop(idle);
+            drop(instance);
+            return;
+        }
+        idle.instances.push(instance);
     }
 
-    /// Drop every idle instance (plugin paused, or its settings changed):
-    /// the memory they hold goes back to the pool allocator.
-    pub(crate) fn clear(&self) -> usize {
-        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
-        idle.len()
+    /// Close the pool (the plugin stopped running): the idle instances are
+    /// handed back for the caller to drop where no lock is held, and calls
+    /// still running drop theirs when they end.
+    pub(crate) fn close(&self) -> Vec<WarmInstance> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.closed = true;
+        std::mem::take(&mut idle.instances)
+    }
+
+    /// Reopen a closed pool (the plugin runs again).
+    pub(crate) fn open(&self) {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).closed = false;
     }
 
     /// Idle instances now (for the admin API and tests).
     pub(crate) fn idle(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .instances
+            .len()
     }
 }
