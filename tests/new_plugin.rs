@@ -307,7 +307,11 @@ async fn new_refuses_bad_names_existing_folders_and_unknown_languages() {
         (&["--lang", "python", "a.b"], "\"a.b\" is not a plugin name"),
         (
             &["--lang", "rust", "1st"],
-            "cargo refuses package names that start with a digit",
+            "cargo wants package names that start with a letter or _",
+        ),
+        (
+            &["--lang", "rust", "github_issues"],
+            "plugins/github-issues already builds github_issues.wasm",
         ),
         (
             &["--lang", "rust", "echo"],
