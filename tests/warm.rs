@@ -6,7 +6,7 @@
 use hookhost::runtime::{
     CallReport, CallSettings, Event, Grants, Limits, Outcome, Plugin, TrapKind, WarmPolicy,
 };
-use hookhost_tests::server::{plugin_setup, poll_until, HttpClient, TestServer};
+use hookhost_tests::server::{admin_json, plugin_setup, poll_until, HttpClient, TestServer};
 use hookhost_tests::{event, Harness};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -210,12 +210,6 @@ async fn an_instance_expires_and_never_serves_other_limits_or_grants() {
     assert_eq!(calls_seen(&h, &p, &longer, 1).await, [1]);
 }
 
-async fn json_of(c: &HttpClient, admin: SocketAddr, path: &str) -> Value {
-    let a = c.get(admin, path).await.expect("admin GET");
-    assert_eq!(a.status, 200, "GET {path}: {:?}", a.body);
-    a.json()
-}
-
 /// The `calls` each plugin logged for one event, once it is delivered.
 async fn delivered_calls(
     c: &HttpClient,
@@ -290,7 +284,7 @@ async fn the_server_runs_plugins_warm_when_configured_never_sharing_across_plugi
         assert_eq!(seen, calls(n, n, 1), "event {n}");
     }
 
-    let probe = json_of(&c, server.admin, "/admin/plugins/probe").await;
+    let probe = admin_json(&c, server.admin, "/admin/plugins/probe").await;
     assert_eq!(probe["warm"], json!({"max_calls": 100, "max_secs": 60}));
     assert_eq!(probe["warm_instances"], 1);
     let metrics = c.get(server.admin, "/metrics").await.expect("metrics");
@@ -301,7 +295,7 @@ async fn the_server_runs_plugins_warm_when_configured_never_sharing_across_plugi
     ] {
         assert!(text.lines().any(|l| l == line), "no {line:?} in {text}");
     }
-    let fresh = json_of(&c, server.admin, "/admin/plugins/fresh").await;
+    let fresh = admin_json(&c, server.admin, "/admin/plugins/fresh").await;
     assert_eq!(
         (fresh["warm"].clone(), fresh["warm_instances"].clone()),
         (Value::Null, json!(0))
@@ -316,7 +310,7 @@ async fn the_server_runs_plugins_warm_when_configured_never_sharing_across_plugi
     let v2_sha = hookhost::runtime::sha256_hex(&v2);
     poll_until(
         "probe's new version",
-        || json_of(&c, server.admin, "/admin/plugins/probe"),
+        || admin_json(&c, server.admin, "/admin/plugins/probe"),
         |p| p["sha256"] == v2_sha.as_str(),
     )
     .await;
@@ -333,7 +327,7 @@ async fn the_server_runs_plugins_warm_when_configured_never_sharing_across_plugi
         .await
         .expect("pause");
     assert_eq!(paused.status, 200);
-    let probe = json_of(&c, server.admin, "/admin/plugins/probe").await;
+    let probe = admin_json(&c, server.admin, "/admin/plugins/probe").await;
     assert_eq!(
         probe["warm_instances"], 0,
         "pausing frees the idle instance"
